@@ -1,0 +1,44 @@
+{# City: lower-case letters only, no spaces or punctuation ("New York" -> "newyork"). #}
+{% macro normalize_city(expression) -%}
+    {{ offline_conversions.keep_if_hashed(expression, offline_conversions.letters_only(expression)) }}
+{%- endmacro %}
+
+
+{#
+    State, first step: lower-case letters and digits only ("N.Y." -> "ny",
+    "New York" -> "newyork"). US names become 2-letter codes by a lookup
+    in the model (seed us_states), which needs a join, not an expression.
+#}
+{% macro normalize_state(expression) -%}
+    {{ offline_conversions.keep_if_hashed(expression,
+        "nullif(" ~ offline_conversions.regexp_replace_all(
+            'lower(' ~ offline_conversions.unicode_nfc(offline_conversions.trim_whitespace(expression)) ~ ')',
+            '[^\\p{L}\\p{M}0-9]', '') ~ ", '')") }}
+{%- endmacro %}
+
+
+{#
+    Postal code: lower-case, no whitespace, nothing from the first '-' on.
+    US: the first five digits ("98101-1234" -> "98101"), else NULL.
+    country_alpha2 is the lower-case country code.
+#}
+{% macro normalize_zip(expression, country_alpha2) -%}
+    {%- set compact = dbt.split_part('lower(' ~ offline_conversions.strip_whitespace(expression) ~ ')', "'-'", 1) -%}
+    {{ offline_conversions.keep_if_hashed(expression,
+        "case
+            when " ~ country_alpha2 ~ " = 'us' then
+                case when " ~ offline_conversions.regexp_full_match(compact, '[0-9]{5}(?:[0-9]{4})?') ~ " then substr(" ~ compact ~ ", 1, 5) end
+            else nullif(" ~ compact ~ ", '')
+        end") }}
+{%- endmacro %}
+
+
+{#
+    The key a written country is looked up by (seeds country_codes and
+    country_aliases): lower-case, dots dropped, inner whitespace as one space.
+#}
+{% macro country_lookup_key(expression) -%}
+    nullif(lower({{ offline_conversions.regexp_replace_all(
+        "replace(" ~ offline_conversions.trim_whitespace(expression) ~ ", '.', '')",
+        offline_conversions.whitespace_class() ~ '+', ' ') }}), '')
+{%- endmacro %}

@@ -1,0 +1,60 @@
+{#
+    Regular expressions, portable. Patterns are passed as plain Jinja strings
+    and rendered as SQL literals by the adapter: DuckDB (RE2) and Spark (Java)
+    read the same pattern syntax, but Spark's string literals treat a
+    backslash as an escape, and DuckDB's regexp_replace replaces only the
+    first match unless told 'g'.
+#}
+
+{% macro regex_literal(pattern) -%}
+    {{ return(adapter.dispatch('regex_literal', 'offline_conversions')(pattern)) }}
+{%- endmacro %}
+
+{% macro default__regex_literal(pattern) -%}
+    '{{ pattern | replace("'", "''") }}'
+{%- endmacro %}
+
+{% macro spark__regex_literal(pattern) -%}
+    '{{ pattern | replace("\\", "\\\\") | replace("'", "\\'") }}'
+{%- endmacro %}
+
+
+{% macro regexp_replace_all(expression, pattern, replacement) -%}
+    {{ return(adapter.dispatch('regexp_replace_all', 'offline_conversions')(expression, pattern, replacement)) }}
+{%- endmacro %}
+
+{% macro default__regexp_replace_all(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, {{ offline_conversions.regex_literal(pattern) }}, '{{ replacement }}')
+{%- endmacro %}
+
+{% macro duckdb__regexp_replace_all(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, {{ offline_conversions.regex_literal(pattern) }}, '{{ replacement }}', 'g')
+{%- endmacro %}
+
+
+{# True when the whole value matches the pattern. #}
+{% macro regexp_full_match(expression, pattern) -%}
+    {{ return(adapter.dispatch('regexp_full_match', 'offline_conversions')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regexp_full_match(expression, pattern) -%}
+    regexp_like({{ expression }}, {{ offline_conversions.regex_literal('^(?:' ~ pattern ~ ')$') }})
+{%- endmacro %}
+
+{% macro duckdb__regexp_full_match(expression, pattern) -%}
+    regexp_full_match({{ expression }}, {{ offline_conversions.regex_literal(pattern) }})
+{%- endmacro %}
+
+{% macro spark__regexp_full_match(expression, pattern) -%}
+    ({{ expression }} rlike {{ offline_conversions.regex_literal('^(?:' ~ pattern ~ ')$') }})
+{%- endmacro %}
+
+
+{# The text of one capture group of the first match, or NULL. #}
+{% macro regexp_extract_group(expression, pattern, group) -%}
+    {{ return(adapter.dispatch('regexp_extract_group', 'offline_conversions')(expression, pattern, group)) }}
+{%- endmacro %}
+
+{% macro default__regexp_extract_group(expression, pattern, group) -%}
+    nullif(regexp_extract({{ expression }}, {{ offline_conversions.regex_literal(pattern) }}, {{ group }}), '')
+{%- endmacro %}

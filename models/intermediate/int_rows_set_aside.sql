@@ -1,0 +1,170 @@
+-- Every raw row that cannot be used, with the reason, so nothing is dropped
+-- silently. One row per raw row and reason; query it by source_table and
+-- reason. `detail` names the offending value where that helps.
+
+with
+
+orders as (
+
+    select * from {{ ref('stg_raw__orders') }}
+
+),
+
+orders_netted as (
+
+    select * from {{ ref('int_orders_netted') }}
+
+),
+
+order_items as (
+
+    select * from {{ ref('stg_raw__order_items') }}
+
+),
+
+customers as (
+
+    select * from {{ ref('stg_raw__customers') }}
+
+),
+
+customers_normalized as (
+
+    select * from {{ ref('int_customers_normalized') }}
+
+),
+
+orders_without_id as (
+
+    select
+        'orders' as source_table,
+        cast(null as varchar) as record_key,
+        'missing_order_id' as reason,
+        'customer_id=' || coalesce(customer_id, '') || ' ordered_at=' || coalesce(ordered_at_text, '') as detail
+    from orders
+    where order_id is null
+
+),
+
+unusable_orders as (
+
+    select
+        'orders' as source_table,
+        order_id as record_key,
+        set_aside_reason as reason,
+        case set_aside_reason
+            when 'unparseable_ordered_at' then 'ordered_at=' || coalesce(ordered_at_text, '')
+            when 'ordered_at_in_future' then 'ordered_at=' || coalesce(ordered_at_text, '')
+            when 'unknown_currency' then 'currency=' || coalesce(currency, '')
+            when 'negative_total_on_completed_order' then 'item total=' || cast(raw_total as varchar)
+        end as detail
+    from orders_netted
+    where set_aside_reason is not null
+
+),
+
+orders_without_customer as (
+
+    select
+        'orders' as source_table,
+        orders_netted.order_id as record_key,
+        'unknown_customer' as reason,
+        'customer_id=' || coalesce(orders_netted.customer_id, '') as detail
+    from orders_netted
+    left join customers_normalized
+        on customers_normalized.customer_id = orders_netted.customer_id
+    where orders_netted.set_aside_reason is null
+        and customers_normalized.customer_id is null
+
+),
+
+items_without_order as (
+
+    select
+        'order_items' as source_table,
+        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as varchar), '') as record_key,
+        'item_without_order' as reason,
+        'product_id=' || coalesce(order_items.product_id, '') as detail
+    from order_items
+    left join orders_netted
+        on orders_netted.order_id = order_items.order_id
+    where orders_netted.order_id is null
+
+),
+
+unreadable_items as (
+
+    select
+        'order_items' as source_table,
+        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as varchar), '') as record_key,
+        'unreadable_item_line' as reason,
+        'product_id=' || coalesce(product_id, '') as detail
+    from order_items
+    where order_id is not null
+        and (
+            product_id is null
+            or quantity is null
+            or coalesce(line_total, unit_price * quantity) is null
+        )
+
+),
+
+customers_without_id as (
+
+    select
+        'customers' as source_table,
+        cast(null as varchar) as record_key,
+        'missing_customer_id' as reason,
+        cast(null as varchar) as detail
+    from customers
+    where customer_id is null
+
+),
+
+superseded_customers as (
+
+    select
+        'customers' as source_table,
+        customer_id as record_key,
+        'superseded_by_newer_version' as reason,
+        'versions=' || cast(count(*) as varchar) as detail
+    from customers
+    where customer_id is not null
+    group by customer_id
+    having count(*) > 1
+
+),
+
+customers_without_identifier as (
+
+    select
+        'customers' as source_table,
+        customer_id as record_key,
+        'no_usable_identifier' as reason,
+        'neither a valid email nor a valid phone' as detail
+    from customers_normalized
+    where not has_usable_identifier
+
+),
+
+final as (
+
+    select * from orders_without_id
+    union all
+    select * from unusable_orders
+    union all
+    select * from orders_without_customer
+    union all
+    select * from items_without_order
+    union all
+    select * from unreadable_items
+    union all
+    select * from customers_without_id
+    union all
+    select * from superseded_customers
+    union all
+    select * from customers_without_identifier
+
+)
+
+select * from final
