@@ -31,7 +31,7 @@ netted as (
         max(product_name) as product_name,
         max(category) as category,
         max(brand) as brand,
-        sum(quantity) as quantity,
+        cast(sum(quantity) as integer) as quantity,
         sum(coalesce(line_total, unit_price * quantity)) as line_total,
         max(case when quantity > 0 then unit_price end) as unit_price
 

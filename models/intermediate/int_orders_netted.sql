@@ -65,8 +65,8 @@ line_totals as (
 
     select
         order_id,
-        count(*) as products,
-        sum(quantity) as net_quantity,
+        cast(count(*) as integer) as products,
+        cast(sum(quantity) as integer) as net_quantity,
         sum(line_total) as net_value
     from order_lines
     group by order_id
@@ -90,7 +90,7 @@ joined as (
         stores.state as store_state,
         stores.postal_code as store_postal_code,
         stores.country as store_country,
-        coalesce(line_totals.products, 0) as products,
+        cast(coalesce(line_totals.products, 0) as integer) as products,
         coalesce(line_totals.net_quantity, 0) as net_quantity,
         cast(coalesce(line_totals.net_value, 0) as decimal(18, 2)) as net_value,
         item_totals.raw_lines,
