@@ -1,5 +1,5 @@
 {# No row of the model has this condition true (a generic "expression is false"). #}
-{% test no_rows_where(model, condition) %}
+{% test no_rows_where(model, condition, column_name=none) %}
     select *
     from {{ model }}
     where {{ condition }}
