@@ -6,7 +6,7 @@
 #}
 
 {% macro whitespace_class() -%}
-    {{ return('[\\s\\x{1c}-\\x{1f}\\x{85}\\p{Z}\\x{200b}\\x{feff}]') }}
+    {{ return('[\\s\\x{0b}\\x{1c}-\\x{1f}\\x{85}\\p{Z}\\x{200b}\\x{feff}]') }}
 {%- endmacro %}
 
 {# Remove Unicode whitespace at both ends; empty becomes NULL. #}

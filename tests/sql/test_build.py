@@ -78,7 +78,9 @@ def test_raw_tables_may_be_parquet_gzip_or_missing_optional_columns(tmp_path):
     shutil.copy(FIXTURE_RAW / "stores.csv", raw / "stores.csv")
 
     project = DbtProject(tmp_path, raw_path=raw)
-    result = project.invoke("build", "--select", "+int_orders_eligible", "--exclude", "test_type:unit")
+    result = project.invoke(
+        "build", "--select", "+int_orders_eligible", "--exclude", "test_type:unit", "--indirect-selection", "cautious"
+    )
     assert result.success, result.exception
     eligible = dict(project.query("select order_id, net_value from main.int_orders_eligible"))
     assert eligible["o1"] == 55

@@ -1,0 +1,183 @@
+-- One row per destination: how many eligible orders (customers, for the
+-- profile destinations) its window and filters let through, how many rows
+-- and orders its mart carries, and how often each identifier is present (a
+-- proxy for the match rate). What is lost between eligible_orders and
+-- orders_sent is the orders without an identifier that destination takes.
+-- The demo summary reads it.
+
+{#- The destinations whose scope is a window of days over offline sales. -#}
+{%- set windowed_destinations = [
+    ('meta', var('meta_window_days', 7)),
+    ('tiktok', var('tiktok_window_days', 28)),
+    ('google_ads', var('google_ads_window_days', 90)),
+    ('pinterest', var('pinterest_window_days', 30)),
+    ('snapchat', var('snapchat_window_days', 28)),
+] -%}
+
+{#-
+    Each mart and the column (or expression) that holds each identifier;
+    none where the destination has no such field. TTD carries one
+    identifier per row, named by identifier_type.
+-#}
+{%- set marts = [
+    {'destination': 'meta', 'mart': 'meta_conversions', 'sent_key': 'order_id',
+        'email': 'em', 'phone': 'ph', 'external_id': 'external_id', 'address': 'coalesce(ct, st, zp)'},
+    {'destination': 'tiktok', 'mart': 'tiktok_conversions', 'sent_key': 'order_id',
+        'email': 'email', 'phone': 'phone', 'external_id': 'external_id', 'address': none},
+    {'destination': 'the_trade_desk', 'mart': 'the_trade_desk_conversions', 'sent_key': 'order_id',
+        'email': "case when identifier_type = 'email' then uid2_hash end",
+        'phone': "case when identifier_type = 'phone' then uid2_hash end",
+        'external_id': none, 'address': none},
+    {'destination': 'google_ads', 'mart': 'google_ads_conversions', 'sent_key': 'transaction_id',
+        'email': 'email_sha256', 'phone': 'phone_sha256', 'external_id': none, 'address': none},
+    {'destination': 'pinterest', 'mart': 'pinterest_conversions', 'sent_key': 'order_id',
+        'email': 'em', 'phone': 'ph', 'external_id': 'external_id', 'address': 'coalesce(ct, st, zp)'},
+    {'destination': 'snapchat', 'mart': 'snapchat_conversions', 'sent_key': 'transaction_id',
+        'email': 'hashed_email', 'phone': 'hashed_phone', 'external_id': none, 'address': none},
+    {'destination': 'criteo', 'mart': 'criteo_sales', 'sent_key': 'event_id',
+        'email': 'user_email', 'phone': none, 'external_id': none, 'address': none},
+    {'destination': 'braze', 'mart': 'braze_attributes', 'sent_key': 'external_id',
+        'email': none, 'phone': none, 'external_id': 'external_id', 'address': none},
+    {'destination': 'klaviyo', 'mart': 'klaviyo_profiles', 'sent_key': 'external_id',
+        'email': 'email', 'phone': 'phone_number', 'external_id': 'external_id', 'address': none},
+] -%}
+
+{%- set the_trade_desk_countries = var('the_trade_desk_countries', ['US']) -%}
+{%- set criteo_channels = var('criteo_channels', ['store']) %}
+
+with
+
+orders_eligible as (
+
+    select * from {{ ref('int_orders_eligible') }}
+
+),
+
+countries as (
+
+    select * from {{ ref('int_countries_resolved') }}
+
+),
+
+rows_set_aside as (
+
+    select * from {{ ref('int_rows_set_aside') }}
+
+),
+
+eligible_counts as (
+
+    -- Each destination's own window and channel or country filters, as its
+    -- mart applies them, but before its identifiers are required.
+    {%- for destination, window_days in windowed_destinations %}
+    select
+        '{{ destination }}' as destination,
+        count(*) as eligible_orders
+    from orders_eligible
+    where {{ offline_conversions.in_window_days('ordered_at', window_days) }}
+        and {{ offline_conversions.in_offline_channels('channel') }}
+    union all
+    {%- endfor %}
+    select
+        'the_trade_desk' as destination,
+        count(*) as eligible_orders
+    from orders_eligible
+    inner join countries
+        on countries.country_key = {{ offline_conversions.country_lookup_key('orders_eligible.store_country') }}
+    where {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days', 25)) }}
+        and {{ offline_conversions.in_offline_channels('orders_eligible.channel') }}
+        and countries.country_code in (
+            {%- for country in the_trade_desk_countries %}
+            '{{ country | lower }}'{{ "," if not loop.last }}
+            {%- endfor %}
+        )
+    union all
+    select
+        'criteo' as destination,
+        count(*) as eligible_orders
+    from orders_eligible
+    where {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours', 24)) }}
+        and channel in (
+            {%- for channel in criteo_channels %}
+            '{{ channel }}'{{ "," if not loop.last }}
+            {%- endfor %}
+        )
+    {%- for destination in ['braze', 'klaviyo'] %}
+    union all
+    select
+        '{{ destination }}' as destination,
+        count(distinct customer_id) as eligible_orders
+    from orders_eligible
+    where {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days', 365)) }}
+        and {{ offline_conversions.in_offline_channels('channel') }}
+    {%- endfor %}
+
+),
+
+mart_counts as (
+
+    {%- for mart in marts %}
+    select
+        '{{ mart.destination }}' as destination,
+        '{{ mart.mart }}' as mart,
+        count(*) as events,
+        count(distinct {{ mart.sent_key }}) as orders_sent,
+        {%- for identifier in ['email', 'phone', 'external_id', 'address'] %}
+        {%- if mart[identifier] is none %}
+        cast(null as double) as share_with_{{ identifier }}{{ "," if not loop.last }}
+        {%- else %}
+        round(cast(avg(case when {{ mart[identifier] }} is not null then 1.0 else 0.0 end) as double), 4)
+            as share_with_{{ identifier }}{{ "," if not loop.last }}
+        {%- endif %}
+        {%- endfor %}
+    from {{ ref(mart.mart) }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+
+),
+
+set_aside_by_reason as (
+
+    select
+        reason,
+        count(*) as set_aside_rows
+    from rows_set_aside
+    group by reason
+
+),
+
+set_aside_summary as (
+
+    select
+        coalesce(sum(set_aside_rows), 0) as rows_set_aside,
+        {{ offline_conversions.ordered_string_agg(
+            "reason || ': ' || cast(set_aside_rows as " ~ dbt.type_string() ~ ")", ', ', 'reason') }} as set_aside_reasons
+    from set_aside_by_reason
+
+),
+
+final as (
+
+    select
+        mart_counts.destination,
+        mart_counts.mart,
+        cast(eligible_counts.eligible_orders as bigint) as eligible_orders,
+        cast(mart_counts.events as bigint) as events,
+        cast(mart_counts.orders_sent as bigint) as orders_sent,
+        mart_counts.share_with_email,
+        mart_counts.share_with_phone,
+        mart_counts.share_with_external_id,
+        mart_counts.share_with_address,
+        cast(set_aside_summary.rows_set_aside as bigint) as rows_set_aside,
+        set_aside_summary.set_aside_reasons
+
+    from mart_counts
+    inner join eligible_counts
+        on eligible_counts.destination = mart_counts.destination
+    cross join set_aside_summary
+
+)
+
+select * from final

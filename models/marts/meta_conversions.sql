@@ -1,0 +1,98 @@
+-- Meta Conversions API, offline events: one Purchase per eligible store or
+-- phone order of the last meta_window_days, with every customer hash Meta
+-- matches on. Meta rejects a whole request holding an event older than its
+-- window, so the window is applied here, on the order's UTC time.
+
+with
+
+eligible_orders as (
+
+    select * from {{ ref('int_orders_eligible') }}
+
+),
+
+order_lines as (
+
+    select * from {{ ref('int_order_lines_netted') }}
+
+),
+
+orders_in_window as (
+
+    select * from eligible_orders
+    where {{ offline_conversions.in_window_days('ordered_at', var('meta_window_days', 7)) }}
+        and {{ offline_conversions.in_offline_channels('channel') }}
+        -- Meta matches offline sales on email or phone; without either the
+        -- event cannot be attributed (the coverage model counts these).
+        and (email_sha256 is not null or phone_digits_sha256 is not null)
+
+),
+
+lines_in_window as (
+
+    select
+        order_lines.order_id,
+        order_lines.product_id,
+        order_lines.quantity,
+        order_lines.unit_price,
+        row_number() over (
+            partition by order_lines.order_id
+            order by order_lines.line_number, order_lines.product_id
+        ) as item_position
+
+    from order_lines
+    inner join orders_in_window
+        on orders_in_window.order_id = order_lines.order_id
+
+),
+
+order_contents as (
+
+    select
+        order_id,
+        {{ offline_conversions.json_array_agg([
+            ('id', 'product_id'),
+            ('quantity', 'quantity'),
+            ('item_price', 'unit_price'),
+        ], 'item_position') }} as contents
+
+    from lines_in_window
+    group by order_id
+
+),
+
+final as (
+
+    select
+        orders_in_window.event_id as delivery_key,
+        '{{ var("meta_event_name", "Purchase") }}' as event_name,
+        orders_in_window.event_time,
+        orders_in_window.event_id,
+        case orders_in_window.channel
+            when 'phone' then '{{ var("meta_phone_action_source", "phone_call") }}'
+            else '{{ var("meta_action_source", "physical_store") }}'
+        end as action_source,
+        orders_in_window.email_sha256 as em,
+        orders_in_window.phone_digits_sha256 as ph,
+        orders_in_window.first_name_sha256 as fn,
+        orders_in_window.last_name_sha256 as ln,
+        orders_in_window.birth_date_sha256 as db,
+        orders_in_window.gender_sha256 as ge,
+        orders_in_window.city_sha256 as ct,
+        orders_in_window.state_sha256 as st,
+        orders_in_window.zip_sha256 as zp,
+        orders_in_window.country_sha256 as country,
+        orders_in_window.external_id_sha256 as external_id,
+        orders_in_window.net_value as value,
+        orders_in_window.currency,
+        orders_in_window.order_id,
+        order_contents.contents,
+        cast(orders_in_window.net_quantity as integer) as num_items
+
+    from orders_in_window
+    left join order_contents
+        on order_contents.order_id = orders_in_window.order_id
+
+)
+
+select * from final

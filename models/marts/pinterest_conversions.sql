@@ -1,0 +1,88 @@
+-- Pinterest (Conversions API with action_source 'offline', or the offline
+-- CSV upload): one checkout per eligible store or phone order of the last
+-- pinterest_window_days. Pinterest requires a hashed email on an event that
+-- has no device id or IP + user agent, which an offline sale never has, so
+-- only orders whose customer has an email are kept.
+
+with
+
+eligible_orders as (
+
+    select * from {{ ref('int_orders_eligible') }}
+
+),
+
+order_lines as (
+
+    select * from {{ ref('int_order_lines_netted') }}
+
+),
+
+orders_in_window as (
+
+    select * from eligible_orders
+    where {{ offline_conversions.in_window_days('ordered_at', var('pinterest_window_days', 30)) }}
+        and {{ offline_conversions.in_offline_channels('channel') }}
+        and email_sha256 is not null
+
+),
+
+lines_in_window as (
+
+    select
+        order_lines.order_id,
+        order_lines.product_id,
+        row_number() over (
+            partition by order_lines.order_id
+            order by order_lines.line_number, order_lines.product_id
+        ) as item_position
+
+    from order_lines
+    inner join orders_in_window
+        on orders_in_window.order_id = order_lines.order_id
+
+),
+
+order_products as (
+
+    select
+        order_id,
+        {{ offline_conversions.json_string_array_agg('product_id', 'item_position') }} as content_ids
+
+    from lines_in_window
+    group by order_id
+
+),
+
+final as (
+
+    select
+        orders_in_window.event_id as delivery_key,
+        '{{ var("pinterest_event_name", "checkout") }}' as event_name,
+        '{{ var("pinterest_action_source", "offline") }}' as action_source,
+        orders_in_window.event_time,
+        orders_in_window.event_id,
+        orders_in_window.email_sha256 as em,
+        orders_in_window.phone_digits_sha256 as ph,
+        orders_in_window.first_name_sha256 as fn,
+        orders_in_window.last_name_sha256 as ln,
+        orders_in_window.city_sha256 as ct,
+        orders_in_window.state_sha256 as st,
+        orders_in_window.zip_sha256 as zp,
+        orders_in_window.country_sha256 as country,
+        orders_in_window.external_id_sha256 as external_id,
+        -- Pinterest wants custom_data.value as a string; a decimal(18, 2)
+        -- cast to text keeps its two decimals ('55.00').
+        cast(orders_in_window.net_value as {{ dbt.type_string() }}) as value,
+        orders_in_window.currency,
+        orders_in_window.order_id,
+        cast(orders_in_window.net_quantity as integer) as num_items,
+        order_products.content_ids
+
+    from orders_in_window
+    left join order_products
+        on order_products.order_id = orders_in_window.order_id
+
+)
+
+select * from final
