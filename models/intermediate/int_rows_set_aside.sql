@@ -1,6 +1,7 @@
 -- Every raw row that cannot be used, with the reason, so nothing is dropped
--- silently. One row per raw row and reason; query it by source_table and
--- reason. `detail` names the offending value where that helps.
+-- silently: one row per unusable row (for customers exported more than once,
+-- one row per customer id). Query it by source_table and reason; `detail`
+-- names the offending value where that helps.
 
 with
 
@@ -68,7 +69,12 @@ orders_without_customer as (
     select
         'orders' as source_table,
         orders_netted.order_id as record_key,
-        'unknown_customer' as reason,
+        -- A walk-in sale without a customer cannot be attributed; an id the
+        -- customers table lacks is a broken reference.
+        case
+            when orders_netted.customer_id is null then 'order_without_customer'
+            else 'unknown_customer'
+        end as reason,
         'customer_id=' || coalesce(orders_netted.customer_id, '') as detail
     from orders_netted
     left join customers_normalized
