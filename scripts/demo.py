@@ -99,11 +99,9 @@ def summarize(duckdb_path: Path) -> None:
 
 
 def ship_dry_run(duckdb_path: Path) -> int:
-    try:
-        from shipper import cli
-    except ImportError:
-        print("\n(the shipper is not installed: skipping the dry-run delivery)")
-        return 0
+    sys.path.insert(0, str(PROJECT_DIR))
+    from shipper import cli
+
     print(f"\nship run --dry-run --outbox {OUTBOX.relative_to(PROJECT_DIR)}")
     os.environ["DUCKDB_PATH"] = str(duckdb_path)
     return cli.main(["run", "--dry-run", "--outbox", str(OUTBOX)])
