@@ -1,0 +1,404 @@
+"""The `ship` command: run, status, validate.
+
+Exit codes: 0 every row delivered (or nothing to do); 1 some rows were
+rejected, by the platform or by validation; 2 the run could not complete
+(bad configuration, unreadable mart or ledger, rows that failed after every
+retry, credentials the platform refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from shipper import destinations
+from shipper.config import Config, ConfigError, load_config, require
+from shipper.delivery import DestinationReport, Hooks, Progress, ship_destination
+from shipper.files.delivery import ship_files
+from shipper.files.destination import FileDestination
+from shipper.ledger import Ledger, LedgerError, RunCounts, set_memory_limit
+from shipper.reader import (
+    DuckDBSource,
+    MartError,
+    check_columns,
+    source_from_settings,
+    stream_mart,
+)
+from shipper.redact import ScrubFilter, get_logger, guard_third_party_loggers, scrub
+
+log = get_logger("shipper")
+
+EXIT_CODES = """\
+exit codes:
+  0  every row delivered (or nothing left to deliver)
+  1  some rows were rejected, by the platform or by validation
+  2  the run could not complete (configuration, mart, ledger, failed batches)
+"""
+
+
+def main(argv: Sequence[str] | None = None, *, hooks: Hooks | None = None) -> int:
+    """Entry point of `ship`; `hooks` lets tests inject the clock, sleep and randomness."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already explained
+        return exc.code if isinstance(exc.code, int) else 2
+    handler = _setup_logging(args.verbose)
+    try:
+        config = load_config(args.config)
+        return int(args.command(args, config, hooks or Hooks()))
+    except (ConfigError, MartError, LedgerError) as exc:
+        print(scrub(f"ship: {exc}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ship: interrupted; run it again to continue where it stopped.", file=sys.stderr)
+        return 2
+    finally:
+        logging.getLogger("shipper").removeHandler(handler)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="settings file (default: $SHIP_CONFIG, else ./shipper.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log every retry and split")
+    names = ", ".join(destinations.known_names())
+
+    parser = argparse.ArgumentParser(
+        prog="ship",
+        description="Send the dbt marts to ad platforms and record every delivery in a ledger.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", parents=[common], help="ship marts to their destinations",
+        description="Ship each destination's mart; rows already delivered are skipped. "
+                    "Without credentials in the environment this is a dry run.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("destinations", nargs="*", metavar="DESTINATION",
+                     help=f"destinations to ship (default: every enabled one); one of {names}")
+    run.add_argument("--dry-run", action="store_true",
+                     help="write request bodies to the outbox instead of sending them")
+    run.add_argument("--outbox", metavar="DIR",
+                     help="where --dry-run writes bodies (default: outbox_dir in the config)")
+    run.add_argument("--force", action="store_true",
+                     help="file destinations: write and upload every mart row again, "
+                          "even rows and files already delivered")
+    run.set_defaults(command=cmd_run)
+
+    status = commands.add_parser(
+        "status", parents=[common], help="recent runs and rejected rows, from the ledger",
+        description="Print the recent runs per destination with their counts, and the "
+                    "rejected rows with their reasons.",
+    )
+    status.add_argument("destinations", nargs="*", metavar="DESTINATION",
+                        help="limit to these destinations")
+    status.add_argument("--runs", type=int, default=5, metavar="N",
+                        help="runs shown per destination (default 5)")
+    status.add_argument("--rejections", type=int, default=20, metavar="N",
+                        help="rejected rows listed (default 20)")
+    status.set_defaults(command=cmd_status)
+
+    validate = commands.add_parser(
+        "validate", parents=[common], help="check every mart row without sending",
+        description="Apply each destination's checks to every row of its mart and count the "
+                    "invalid rows by reason. Exit 1 if any row is invalid.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("destinations", nargs="*", metavar="DESTINATION",
+                          help="destinations to check (default: every enabled one)")
+    validate.set_defaults(command=cmd_validate)
+    return parser
+
+
+# -- ship run ----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
+    names = select_destinations(args.destinations, config)
+    if not names:
+        print("nothing to ship: no destination is enabled in the config.")
+        return 0
+    classes = {name: destinations.get(name) for name in names}
+    credentials = {name: _credentials(cls, name, config)
+                   for name, cls in classes.items() if cls is not None}
+    outbox_dir = Path(args.outbox or config.ship.outbox_dir)
+    dry_run = bool(args.dry_run)
+    if not dry_run and all(value is None for value in credentials.values()):
+        wanted = ", ".join(env for cls in classes.values() if cls for env in cls.credential_env)
+        log.info("no credentials are set (%s), so this is a dry run: request bodies go to %s",
+                 wanted, outbox_dir)
+        dry_run = True
+    where = config.path.name if config.path else "shipper.toml"
+    if not dry_run:
+        for name, cls in classes.items():
+            if cls is not None and credentials[name] is not None:
+                require(name, config.settings_for(name), cls.required_settings, where)
+    _check_ledger_is_not_the_mart(config)
+
+    run_id = new_run_id(hooks.wallclock)
+    source = source_from_settings(config.ship)
+    if isinstance(source, DuckDBSource) and not source.path.is_file():
+        raise MartError(
+            f"there is no DuckDB file at {source.path}: build the marts with dbt or point "
+            "DUCKDB_PATH at the database that holds them."
+        )
+    progress = Progress(interval=config.ship.progress_interval_seconds)
+    reports: list[DestinationReport] = []
+    with Ledger.open(config.ship.ledger_path, config.ship.duckdb_memory_limit) as ledger:
+        for name, cls in classes.items():
+            assert cls is not None
+            if not dry_run and credentials[name] is None:
+                log.info("%s: skipped, set %s to send to %s.", name, cls.credential_hint(),
+                         cls.title)
+                reports.append(DestinationReport(name, "skipped"))
+                continue
+            settings = config.settings_for(name)
+            if dry_run:
+                missing = [key for key in cls.required_settings if not getattr(settings, key)]
+                if missing:
+                    log.info("%s: %s is not set; the dry-run bodies are written anyway", name,
+                             ", ".join(missing))
+            destination = cls(settings, None if dry_run else credentials[name],
+                              now=hooks.wallclock)
+            if isinstance(destination, FileDestination):
+                reports.append(ship_files(
+                    destination, ledger=ledger, source=source, run_id=run_id,
+                    dry_run=dry_run, outbox_dir=outbox_dir,
+                    read_batch_rows=config.ship.read_batch_rows, hooks=hooks,
+                    progress=progress, force=bool(args.force), config=config,
+                ))
+                continue
+            reports.append(ship_destination(
+                destination, ledger=ledger, source=source, run_id=run_id, dry_run=dry_run,
+                outbox_dir=outbox_dir, read_batch_rows=config.ship.read_batch_rows,
+                hooks=hooks, progress=progress,
+            ))
+    print_summary(reports, run_id)
+    if dry_run:
+        print(f"dry run: request bodies are in {outbox_dir}; nothing was sent.")
+    return max((report.exit_code for report in reports), default=0)
+
+
+def select_destinations(requested: Sequence[str], config: Config) -> list[str]:
+    """Named destinations (checked), or every enabled one that has a module."""
+    known = destinations.known_names()
+    for name in requested:
+        if name not in known:
+            raise ConfigError(f"unknown destination {name!r}: use one of {', '.join(known)}.")
+    implemented = destinations.implemented()
+    if requested:
+        for name in requested:
+            if name not in implemented:
+                why = destinations.unavailable(name)
+                if why:
+                    raise ConfigError(f"{name} cannot be shipped: {why}; install it.")
+                raise ConfigError(
+                    f"{name} has no shipper module yet: the implemented destinations are "
+                    f"{', '.join(implemented)}."
+                )
+        return list(dict.fromkeys(requested))
+    return [name for name in implemented if config.settings_for(name).enabled]
+
+
+def _credentials(cls: type[destinations.Destination], name: str,
+                 config: Config) -> dict[str, str] | None:
+    # File destinations log in with a password or a key, not with all of a fixed list.
+    from_env = getattr(cls, "credentials_from_env", None)
+    if from_env is not None:
+        return from_env(config.settings_for(name), config.env)
+    return config.secrets_for(cls.credential_env)
+
+
+def new_run_id(wallclock: Any) -> str:
+    stamp = dt.datetime.fromtimestamp(wallclock(), dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def print_summary(reports: Sequence[DestinationReport], run_id: str) -> None:
+    headers = ("destination", "mode", "status", "read", "skipped", "sent", "accepted",
+               "rejected", "failed")
+    rows = []
+    for report in reports:
+        counts = report.counts
+        if report.mode == "skipped":
+            rows.append((report.name, "skipped", "-", "", "", "", "", "", ""))
+            continue
+        rows.append((report.name, report.mode, report.status, *(
+            f"{value:,}" for value in (counts.read, counts.skipped, counts.sent,
+                                       counts.accepted, counts.rejected, counts.failed))))
+    print(f"run {run_id}")
+    print(scrub(_table(headers, rows)))
+    reasons = [(report.name, reason, count) for report in reports
+               for reason, count in sorted(report.counts.rejected_by_reason.items(),
+                                           key=lambda pair: (-pair[1], pair[0]))]
+    if reasons:
+        print("rejected, by reason:")
+        print(scrub(_table(("destination", "reason", "rows"),
+                           [(name, reason, f"{count:,}") for name, reason, count in reasons])))
+    for report in reports:
+        for line in getattr(report, "file_lines", ()):
+            print(scrub(line))
+    for report in reports:
+        if report.problem:
+            print(scrub(f"{report.name}: could not complete: {report.problem}"))
+        elif report.counts.failed:
+            print(f"{report.name}: {report.counts.failed:,} rows failed after every retry; "
+                  "they are sent again by the next run.")
+
+
+# -- ship status -------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
+    known = destinations.known_names()
+    for name in args.destinations:
+        if name not in known:
+            raise ConfigError(f"unknown destination {name!r}: use one of {', '.join(known)}.")
+    ledger = Ledger.open_read_only(config.ship.ledger_path)
+    if ledger is None:
+        print(f"no ledger at {config.ship.ledger_path} yet: nothing has been shipped.")
+        return 0
+    with ledger:
+        runs = ledger.recent_runs(args.destinations, per_destination=args.runs)
+        counts = ledger.rejection_counts(args.destinations)
+        rejected = ledger.rejections(args.destinations, limit=args.rejections)
+    print(f"ledger: {config.ship.ledger_path}")
+    print("recent runs:")
+    print(_table(
+        ("destination", "run_id", "mode", "status", "started_at", "finished_at", "read",
+         "skipped", "sent", "accepted", "rejected", "failed"),
+        [(run["destination"], run["run_id"], run["mode"], _run_status(run["status"]),
+          _time(run["started_at"]), _time(run["finished_at"]),
+          *(f"{run[key]:,}" for key in ("rows_read", "rows_skipped", "rows_sent",
+                                         "rows_accepted", "rows_rejected", "rows_failed")))
+         for run in runs],
+    ) if runs else "  (none)")
+    if counts:
+        print("rejected rows, by reason:")
+        print(_table(("destination", "rejected_by", "reason", "rows"),
+                     [(row["destination"], row["rejected_by"], row["reason"],
+                       f"{row['rows']:,}") for row in counts]))
+        print(f"rejected rows (latest {len(rejected)}):")
+        print(_table(("destination", "delivery_key", "rejected_by", "reason"),
+                     [(row["destination"], row["delivery_key"], row["rejected_by"],
+                       row["reason"]) for row in rejected]))
+    else:
+        print("rejected rows: none")
+    return 0
+
+
+# -- ship validate -----------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
+    names = select_destinations(args.destinations, config)
+    source = source_from_settings(config.ship)
+    results: list[tuple[str, int, dict[str, int]]] = []
+    problems: list[str] = []
+    con = duckdb.connect()
+    try:
+        if config.ship.duckdb_memory_limit:
+            set_memory_limit(con, config.ship.duckdb_memory_limit)
+        for name in names:
+            cls = destinations.get(name)
+            assert cls is not None
+            destination = cls(config.settings_for(name), None, now=hooks.wallclock)
+            try:
+                relation = source.relation(con, destination.settings.mart)
+                check_columns(con, relation, destination.settings.mart, destination.columns)
+            except MartError as exc:
+                problems.append(f"{name}: {exc}")
+                continue
+            counts = RunCounts()
+            for batch in stream_mart(con, relation, destination.columns,
+                                     config.ship.read_batch_rows):
+                for row in batch.to_pylist():
+                    counts.read += 1
+                    reason = destination.validate(row)
+                    if reason is None:
+                        try:
+                            destination.to_wire(row)
+                        except (TypeError, ValueError, KeyError) as exc:
+                            reason = f"row cannot become an event ({type(exc).__name__})"
+                    if reason is not None:
+                        counts.count_rejection(reason)
+            results.append((name, counts.read, counts.rejected_by_reason))
+    finally:
+        con.close()
+    print(_table(("destination", "rows", "valid", "invalid"),
+                 [(name, f"{total:,}", f"{total - sum(reasons.values()):,}",
+                   f"{sum(reasons.values()):,}") for name, total, reasons in results]))
+    invalid = [(name, reason, count) for name, _total, reasons in results
+               for reason, count in sorted(reasons.items(), key=lambda pair: -pair[1])]
+    if invalid:
+        print("invalid rows, by reason:")
+        print(_table(("destination", "reason", "rows"),
+                     [(name, reason, f"{count:,}") for name, reason, count in invalid]))
+    for problem in problems:
+        print(f"ship: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    return 1 if invalid else 0
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check_ledger_is_not_the_mart(config: Config) -> None:
+    if config.ship.source != "duckdb":
+        return
+    if Path(config.ship.ledger_path).resolve() == Path(config.ship.duckdb_path).resolve():
+        raise ConfigError(
+            "ledger_path points at the mart database: give the ledger its own file "
+            "(SHIP_LEDGER_PATH or ledger_path under [ship])."
+        )
+
+
+def _setup_logging(verbose: bool) -> logging.Handler:
+    guard_third_party_loggers()
+    logger = logging.getLogger("shipper")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(ScrubFilter())
+    logger.addHandler(handler)
+    # Retry lines are INFO; with --verbose the split/retry details show too.
+    return handler
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(value) for value in headers]] + [[str(value) for value in row] for row in rows]
+    widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
+    lines = []
+    for row in cells:
+        lines.append("  ".join(
+            value.rjust(width) if value.replace(",", "").isdigit() else value.ljust(width)
+            for value, width in zip(row, widths, strict=True)
+        ).rstrip())
+    return "\n".join(lines)
+
+
+def _run_status(status: str) -> str:
+    # A live run holds the ledger's write lock, so status could not have opened it:
+    # a run still marked running is one whose process died.
+    return "interrupted" if status == "running" else status
+
+
+def _time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Typed settings: the checked-in TOML file, then environment overrides.
+
+Precedence, lowest to highest: dataclass defaults, `shipper.toml` (or the file
+named by `SHIP_CONFIG`), environment variables. Environment names are the
+section and setting upper-cased: `META_BATCH_SIZE`, `TIKTOK_EVENT_SOURCE_ID`,
+`META_BASE_URL`; the `[ship]` section uses `SHIP_` (`SHIP_LEDGER_PATH`), and
+`DUCKDB_PATH` names the mart database as it does for dbt.
+
+Secrets never come from the file: each destination names the environment
+variables holding its credentials (`META_ACCESS_TOKEN`), and a credential-like
+key in the file is a configuration error.
+
+Every problem is raised as `ConfigError` with one sentence saying what to fix;
+the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipper import redact
+
+DEFAULT_CONFIG_FILE = "shipper.toml"
+
+# Keys that look like credentials: refused in the file with a pointer to the env var.
+_SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey", "private_key")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one sentence that says what to fix."""
+
+
+def setting(default: Any, help: str, *, env: str | None = None) -> Any:
+    """Declare a setting with its default, its description and an optional extra env name."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for sequence defaults")
+    return field(default=default, metadata={"help": help, "env": env})
+
+
+@dataclass(frozen=True)
+class ShipSettings:
+    """Settings shared by every destination (the `[ship]` table)."""
+
+    source: str = setting(
+        "duckdb", "Where marts are read from: 'duckdb' (the dbt database file) or 'parquet'."
+    )
+    duckdb_path: str = setting(
+        "offline_conversions.duckdb",
+        "The dbt DuckDB database holding the marts; opened read-only.",
+        env="DUCKDB_PATH",
+    )
+    parquet_dir: str = setting(
+        "export", "Directory holding <mart>.parquet or <mart>/*.parquet when source = 'parquet'."
+    )
+    ledger_path: str = setting(
+        "delivery_ledger.duckdb", "The delivery ledger (a DuckDB file the shipper owns)."
+    )
+    outbox_dir: str = setting("outbox", "Where --dry-run writes request bodies.")
+    read_batch_rows: int = setting(
+        10_000, "Rows fetched from the mart per record batch; bounds the reader's memory."
+    )
+    duckdb_memory_limit: str = setting(
+        "512MB", "DuckDB memory limit for reading marts and the ledger; joins spill beyond it."
+    )
+    progress_interval_seconds: float = setting(
+        10.0, "Seconds between progress lines when output is not a terminal."
+    )
+
+
+@dataclass(frozen=True)
+class DestinationSettings:
+    """Settings every destination understands (a `[destinations.<name>]` table).
+
+    A destination module subclasses this to add its ids and to change defaults.
+    """
+
+    enabled: bool = setting(True, "Ship this destination when `ship run` names no destination.")
+    mart: str = setting("", "The mart table (or Parquet name) this destination reads.")
+    base_url: str = setting("", "Scheme and host of the platform API; tests point it at a fake.")
+    api_version: str = setting("", "API version segment of the endpoint path.")
+    batch_size: int = setting(1000, "Events per request; at most the platform's maximum.")
+    concurrency: int = setting(2, "Requests in flight at once for this destination.")
+    requests_per_second: float = setting(0.0, "Rate limit across all threads; 0 means none.")
+    connect_timeout_seconds: float = setting(10.0, "Seconds to wait for a connection.")
+    timeout_seconds: float = setting(60.0, "Seconds to wait for the response to one request.")
+    give_up_after_seconds: float = setting(
+        300.0, "Total seconds spent retrying one batch before it is recorded as failed."
+    )
+    max_attempts: int = setting(8, "Attempts per batch (first try included) before giving up.")
+    backoff_base_seconds: float = setting(1.0, "First backoff ceiling; doubles every retry.")
+    backoff_max_seconds: float = setting(60.0, "Largest backoff ceiling.")
+    test_event_code: str | None = setting(
+        None, "Platform test code: events go to the test tool, not to reporting."
+    )
+    max_event_age_days: int = setting(7, "Events older than this are rejected before sending.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the shipper was configured with, secrets excluded."""
+
+    path: Path | None
+    ship: ShipSettings
+    # Implemented destinations, parsed into their own settings class.
+    destinations: Mapping[str, DestinationSettings]
+    # Known but not implemented destinations: kept raw until a module parses them.
+    unparsed: Mapping[str, Mapping[str, Any]]
+    env: Mapping[str, str]
+
+    def settings_for(self, name: str) -> DestinationSettings:
+        return self.destinations[name]
+
+    def secrets_for(self, env_names: tuple[str, ...]) -> dict[str, str] | None:
+        """The credentials named by `env_names`, or None when any is unset or empty."""
+        values = {}
+        for env_name in env_names:
+            value = self.env.get(env_name, "").strip()
+            if not value:
+                return None
+            redact.register_secret(value)
+            values[env_name] = value
+        return values
+
+
+def describe(settings_class: type) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, description) of every setting of a settings dataclass."""
+    hints = typing.get_type_hints(settings_class)
+    rows = []
+    for item in dataclasses.fields(settings_class):
+        rows.append((item.name, _type_name(hints[item.name]), item.default, item.metadata["help"]))
+    return rows
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+                ) -> Config:
+    """Read the config file and the environment into typed settings, or raise ConfigError."""
+    from shipper import destinations
+
+    env = dict(os.environ if env is None else env)
+    config_path = _config_path(path, env)
+    raw = _read_toml(config_path) if config_path else {}
+    where = config_path.name if config_path else "shipper.toml"
+    base_dir = config_path.parent if config_path else Path.cwd()
+
+    unknown_tables = sorted(set(raw) - {"ship", "destinations"})
+    if unknown_tables:
+        raise ConfigError(
+            f"{where} has an unknown table [{unknown_tables[0]}]: "
+            "use [ship] for shared settings and [destinations.<name>] per destination."
+        )
+
+    ship_raw = _table(raw.get("ship", {}), "[ship]", where)
+    ship = _parse(ShipSettings, ship_raw, section="ship", env_prefix="SHIP", env=env, where=where)
+    ship = _resolve_paths(ship, ship_raw, base_dir, env)
+    if ship.source not in ("duckdb", "parquet"):
+        raise ConfigError(
+            f"source must be 'duckdb' or 'parquet', not {ship.source!r}: fix it under [ship] "
+            f"in {where} or in SHIP_SOURCE."
+        )
+
+    dest_raw = _table(raw.get("destinations", {}), "[destinations]", where)
+    known = destinations.known_names()
+    for name in dest_raw:
+        if name not in known:
+            raise ConfigError(
+                f"{where} configures an unknown destination [destinations.{name}]: "
+                f"use one of {', '.join(known)}."
+            )
+
+    parsed: dict[str, DestinationSettings] = {}
+    unparsed: dict[str, Mapping[str, Any]] = {}
+    for name in known:
+        table = _table(dest_raw.get(name, {}), f"[destinations.{name}]", where)
+        module = destinations.get(name)
+        if module is None:
+            unparsed[name] = table
+            continue
+        _refuse_secrets(name, table, where, module.credential_env)
+        settings = _parse(module.settings_class, table, section=f"destinations.{name}",
+                          env_prefix=name.upper(), env=env, where=where)
+        given = "batch_size" in table or f"{name.upper()}_BATCH_SIZE" in env
+        if not given and settings.batch_size > module.max_batch_size:
+            # An unset batch size means "as large as the platform allows".
+            settings = dataclasses.replace(settings, batch_size=module.max_batch_size)
+        _check_limits(name, settings, module.max_batch_size, where)
+        parsed[name] = settings
+
+    return Config(path=config_path, ship=ship, destinations=parsed, unparsed=unparsed, env=env)
+
+
+def require(name: str, settings: DestinationSettings, required: tuple[str, ...],
+            where: str = "shipper.toml") -> None:
+    """Raise ConfigError when a setting a live send needs (a dataset id ...) is empty."""
+    for key in required:
+        if not getattr(settings, key):
+            raise ConfigError(
+                f"{name} needs {key} to send: set {name.upper()}_{key.upper()} or {key} "
+                f"under [destinations.{name}] in {where}."
+            )
+
+
+def _config_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        chosen, named = Path(path), True
+    elif env.get("SHIP_CONFIG"):
+        chosen, named = Path(env["SHIP_CONFIG"]), True
+    else:
+        chosen, named = Path(DEFAULT_CONFIG_FILE), False
+    if chosen.is_file():
+        return chosen.resolve()
+    if named:
+        raise ConfigError(f"config file {chosen} does not exist: fix SHIP_CONFIG or --config.")
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid TOML ({exc}): fix the syntax.") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror}): check the path.") from None
+
+
+def _table(value: Any, label: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{label} in {where} must be a table of settings.")
+    return value
+
+
+def _refuse_secrets(name: str, table: Mapping[str, Any], where: str,
+                    credential_env: tuple[str, ...]) -> None:
+    for key in table:
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            hint = " or ".join(credential_env) or f"{name.upper()}_{key.upper()}"
+            raise ConfigError(
+                f"{key} under [destinations.{name}] looks like a credential: remove it from "
+                f"{where} and set {hint} in the environment."
+            )
+
+
+def _parse(settings_class: type, table: Mapping[str, Any], *, section: str, env_prefix: str,
+           env: Mapping[str, str], where: str) -> Any:
+    hints = typing.get_type_hints(settings_class)
+    names = {item.name: item for item in dataclasses.fields(settings_class)}
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"[{section}] in {where} has an unknown setting {unknown[0]!r}: "
+            f"use one of {', '.join(sorted(names))}."
+        )
+    values: dict[str, Any] = {}
+    for name, item in names.items():
+        kind = hints[name]
+        env_names = [f"{env_prefix}_{name.upper()}"]
+        if item.metadata.get("env"):
+            env_names.insert(0, item.metadata["env"])
+        env_name = next((candidate for candidate in env_names if candidate in env), None)
+        if env_name is not None:
+            values[name] = _from_env(env[env_name], kind, env_name)
+        elif name in table:
+            values[name] = _from_file(table[name], kind, f"{name} under [{section}] in {where}")
+    return settings_class(**values)
+
+
+def _from_file(value: Any, kind: Any, label: str) -> Any:
+    base, optional = _unwrap_optional(kind)
+    if value is None and optional:
+        return None
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif base is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(base) is tuple:
+        item_type = typing.get_args(base)[0]
+        if isinstance(value, list):
+            return tuple(_from_file(item, item_type, label) for item in value)
+    raise ConfigError(f"{label} must be {_type_name(kind)}, got {value!r}.")
+
+
+def _from_env(raw: str, kind: Any, env_name: str) -> Any:
+    base, optional = _unwrap_optional(kind)
+    text = raw.strip()
+    if optional and text == "":
+        return None
+    if typing.get_origin(base) is tuple:
+        item_type = typing.get_args(base)[0]
+        parts = [part for part in text.split(",") if part.strip()]
+        try:
+            return tuple(_parse_scalar(part.strip(), item_type) for part in parts)
+        except ValueError:
+            raise ConfigError(f"{env_name} must be {_type_name(kind)}, got {raw!r}.") from None
+    try:
+        return _parse_scalar(text, base)
+    except ValueError:
+        raise ConfigError(f"{env_name} must be {_type_name(kind)}, got {raw!r}.") from None
+
+
+def _parse_scalar(text: str, kind: Any) -> Any:
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(text)
+    if kind is int:
+        return int(text)
+    if kind is float:
+        return float(text)
+    if kind is str:
+        return text
+    raise TypeError(f"unsupported setting type {kind!r}")
+
+
+def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
+    args = typing.get_args(kind)
+    if type(None) in args:
+        others = [arg for arg in args if arg is not type(None)]
+        return others[0], True
+    return kind, False
+
+
+def _type_name(kind: Any) -> str:
+    base, optional = _unwrap_optional(kind)
+    if typing.get_origin(base) is tuple:
+        name = f"a list of {_type_name(typing.get_args(base)[0])}s"
+    else:
+        name = {bool: "true or false", int: "an integer", float: "a number",
+                str: "a string"}.get(base, str(base))
+    return f"{name} (or empty)" if optional else name
+
+
+def _check_limits(name: str, settings: DestinationSettings, max_batch_size: int,
+                  where: str) -> None:
+    def fix(key: str) -> str:
+        return f"set {name.upper()}_{key.upper()} or {key} under [destinations.{name}] in {where}"
+
+    if settings.batch_size > max_batch_size:
+        raise ConfigError(
+            f"batch_size {settings.batch_size} for {name} is over the platform maximum of "
+            f"{max_batch_size}: {fix('batch_size')} to {max_batch_size} or less."
+        )
+    positive_ints = ("batch_size", "concurrency", "max_attempts", "max_event_age_days")
+    for key in positive_ints:
+        if getattr(settings, key) < 1:
+            raise ConfigError(f"{key} for {name} must be at least 1: {fix(key)}.")
+    positive_floats = ("connect_timeout_seconds", "timeout_seconds", "give_up_after_seconds",
+                       "backoff_max_seconds")
+    for key in positive_floats:
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"{key} for {name} must be above 0: {fix(key)}.")
+    for key in ("requests_per_second", "backoff_base_seconds"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"{key} for {name} must not be negative: {fix(key)}.")
+    if not settings.mart:
+        raise ConfigError(f"{name} has no mart to read: {fix('mart')}.")
+    if not settings.base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"base_url for {name} must start with https://: {fix('base_url')}.")
+
+
+def _resolve_paths(ship: ShipSettings, table: Mapping[str, Any], base_dir: Path,
+                   env: Mapping[str, str]) -> ShipSettings:
+    # Paths written in the file are relative to the file, so `SHIP_CONFIG=/x/shipper.toml`
+    # works from any directory; paths from the environment are relative to the cwd.
+    updates = {}
+    for item in dataclasses.fields(ShipSettings):
+        key = item.name
+        if not key.endswith(("_path", "_dir")):
+            continue
+        value = getattr(ship, key)
+        overridden = f"SHIP_{key.upper()}" in env or item.metadata.get("env") in env
+        if key in table and not overridden and not Path(value).is_absolute():
+            updates[key] = str(base_dir / value)
+    return dataclasses.replace(ship, **updates)

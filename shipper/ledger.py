@@ -1,0 +1,454 @@
+"""The delivery ledger: what was sent where, what the platform said, and why.
+
+A DuckDB file the shipper owns (`ledger_path`, env `SHIP_LEDGER_PATH`).
+Analysts can query it directly:
+
+deliveries   one row per (destination, delivery_key): the latest outcome.
+    fingerprint       SHA-256 hex of the canonical JSON of the event as sent
+    status            delivered | rejected | failed
+    rejected_by       validation (the shipper refused to send it) | platform
+    attempts          HTTP requests that carried the row, retries included
+    first_attempt_at  UTC, first time the row was handled
+    last_attempt_at   UTC, latest time
+    error             the reason for rejected / failed rows (platform message or rule)
+    run_id            the run that wrote the row last
+runs         one row per (run_id, destination): mode (live | dry_run), started_at,
+             finished_at, status (running | ok | rejections | incomplete | interrupted)
+             and the counts rows_read, rows_skipped, rows_sent, rows_accepted,
+             rows_rejected, rows_failed.
+rejections   view: the rejected rows with their reason.
+
+Every batch is written in one transaction, after the platform answered, so a
+`kill -9` at any point loses nothing: what was committed is known, and only
+the batches in flight at that moment are sent again by the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import duckdb
+import pyarrow as pa
+
+from shipper.reader import quote_identifier
+from shipper.redact import scrub
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+create table if not exists ledger_info (
+    key varchar primary key,
+    value varchar not null
+);
+create table if not exists deliveries (
+    destination varchar not null,
+    delivery_key varchar not null,
+    fingerprint varchar,
+    status varchar not null check (status in ('delivered', 'rejected', 'failed')),
+    rejected_by varchar check (rejected_by in ('validation', 'platform')),
+    attempts integer not null default 0,
+    first_attempt_at timestamp not null,
+    last_attempt_at timestamp not null,
+    error varchar,
+    run_id varchar,
+    primary key (destination, delivery_key)
+);
+create table if not exists runs (
+    run_id varchar not null,
+    destination varchar not null,
+    mode varchar not null,
+    started_at timestamp not null,
+    finished_at timestamp,
+    status varchar not null,
+    rows_read bigint not null default 0,
+    rows_skipped bigint not null default 0,
+    rows_sent bigint not null default 0,
+    rows_accepted bigint not null default 0,
+    rows_rejected bigint not null default 0,
+    rows_failed bigint not null default 0,
+    message varchar,
+    primary key (run_id, destination)
+);
+create or replace view rejections as
+select
+    destination,
+    delivery_key,
+    rejected_by,
+    error as reason,
+    last_attempt_at as rejected_at,
+    run_id
+from deliveries
+where status = 'rejected';
+"""
+
+_RECORD_SCHEMA = pa.schema([
+    ("delivery_key", pa.string()),
+    ("fingerprint", pa.string()),
+    ("status", pa.string()),
+    ("rejected_by", pa.string()),
+    ("attempts", pa.int32()),
+    ("error", pa.string()),
+])
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened; one sentence saying what to do."""
+
+
+def fingerprint(event: Any) -> str:
+    """SHA-256 hex of the canonical JSON (sorted keys, no spaces) of a wire payload."""
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """The outcome of one row, as written to `deliveries`."""
+
+    delivery_key: str
+    status: str  # delivered | rejected | failed
+    fingerprint: str | None = None
+    rejected_by: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunCounts:
+    read: int = 0
+    skipped: int = 0
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, records: Iterable[DeliveryRecord]) -> None:
+        for record in records:
+            if record.status == "delivered":
+                self.accepted += 1
+            elif record.status == "rejected":
+                self.count_rejection(record.error or "no reason given")
+            else:
+                self.failed += 1
+
+    def count_rejection(self, reason: str) -> None:
+        self.rejected += 1
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+
+
+class Ledger:
+    """Read and write the ledger file. One writer connection; readers use cursors of it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+
+    @classmethod
+    def open(cls, path: str | Path, memory_limit: str | None = None) -> Ledger:
+        """Open (creating if needed) for writing; runs left `running` are marked interrupted."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = _connect(path, read_only=False)
+        try:
+            if memory_limit:
+                set_memory_limit(con, memory_limit)
+            con.execute(_SCHEMA)
+            con.execute(
+                "insert into ledger_info values ('schema_version', ?) on conflict do nothing",
+                [SCHEMA_VERSION],
+            )
+            # Only one process can hold the file for writing, so a `running` row left
+            # behind belongs to a process that died (kill -9, power loss).
+            con.execute(
+                "update runs set status = 'interrupted' where status = 'running'"
+            )
+        except Exception:
+            con.close()
+            raise
+        return cls(con, path, read_only=False)
+
+    @classmethod
+    def open_read_only(cls, path: str | Path) -> Ledger | None:
+        """Open for `ship status`; None when no ledger exists yet."""
+        path = Path(path)
+        if not path.is_file():
+            return None
+        return cls(_connect(path, read_only=True), path, read_only=True)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A second connection to the same database: stream from it while this one writes."""
+        return self._con.cursor()
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, destination: str, mode: str) -> None:
+        self._con.execute(
+            "insert into runs (run_id, destination, mode, started_at, status) "
+            "values (?, ?, ?, ?, 'running')",
+            [run_id, destination, mode, utcnow()],
+        )
+
+    def finish_run(self, run_id: str, destination: str, counts: RunCounts, status: str,
+                   message: str | None = None) -> None:
+        self._con.execute("begin transaction")
+        try:
+            self._update_run(run_id, destination, counts)
+            self._con.execute(
+                "update runs set status = ?, finished_at = ?, message = ? "
+                "where run_id = ? and destination = ?",
+                [status, utcnow(), scrub(message) if message else None, run_id, destination],
+            )
+            self._con.execute("commit")
+        except BaseException:
+            self._con.execute("rollback")
+            raise
+
+    def _update_run(self, run_id: str, destination: str, counts: RunCounts) -> None:
+        self._con.execute(
+            "update runs set rows_read = ?, rows_skipped = ?, rows_sent = ?, rows_accepted = ?, "
+            "rows_rejected = ?, rows_failed = ? where run_id = ? and destination = ?",
+            [counts.read, counts.skipped, counts.sent, counts.accepted, counts.rejected,
+             counts.failed, run_id, destination],
+        )
+
+    # -- deliveries ------------------------------------------------------------------------
+
+    def record(self, run_id: str, destination: str, records: Sequence[DeliveryRecord],
+               counts: RunCounts | None = None) -> None:
+        """Write the outcome of one batch (and, if given, the run's counts) in one transaction.
+
+        Pass `counts` every few seconds rather than every batch: the run's long read
+        keeps old row versions alive, and rewriting the same `runs` row thousands
+        of times makes each rewrite slower than the last.
+        """
+        if not records and counts is None:
+            return
+        # The last outcome of a key wins should a mart repeat a key inside one batch.
+        latest = {record.delivery_key: record for record in records}
+        table = pa.Table.from_pylist(
+            [
+                {
+                    "delivery_key": record.delivery_key,
+                    "fingerprint": record.fingerprint,
+                    "status": record.status,
+                    "rejected_by": record.rejected_by,
+                    "attempts": record.attempts,
+                    "error": scrub(record.error)[:2000] if record.error else None,
+                }
+                for record in latest.values()
+            ],
+            schema=_RECORD_SCHEMA,
+        )
+        now = utcnow()
+        self._con.execute("begin transaction")
+        try:
+            if table.num_rows:
+                self._con.register("batch_records", table)
+                try:
+                    self._con.execute(
+                        """
+                        insert into deliveries (
+                            destination, delivery_key, fingerprint, status, rejected_by,
+                            attempts, first_attempt_at, last_attempt_at, error, run_id
+                        )
+                        select
+                            $destination, delivery_key, fingerprint, status, rejected_by,
+                            attempts, $now, $now, error, $run_id
+                        from batch_records
+                        on conflict (destination, delivery_key) do update set
+                            fingerprint = coalesce(excluded.fingerprint, deliveries.fingerprint),
+                            status = excluded.status,
+                            rejected_by = excluded.rejected_by,
+                            attempts = deliveries.attempts + excluded.attempts,
+                            last_attempt_at = excluded.last_attempt_at,
+                            error = excluded.error,
+                            run_id = excluded.run_id
+                        """,
+                        {"destination": destination, "now": now, "run_id": run_id},
+                    )
+                finally:
+                    self._con.unregister("batch_records")
+            if counts is not None:
+                self._update_run(run_id, destination, counts)
+            self._con.execute("commit")
+        except BaseException:
+            self._con.execute("rollback")
+            raise
+
+    def stage_pending(self, con: duckdb.DuckDBPyConnection, destination: str, relation: str,
+                      columns: Sequence[str], resend_when_changed: bool,
+                      ) -> tuple[str, int]:
+        """Find the mart rows still to handle: SQL that streams them, and how many were skipped.
+
+        The anti-join runs inside DuckDB, so ten million delivered keys never become
+        Python objects. With `resend_when_changed` False (events) delivered keys are
+        left out here; every row that comes through carries its ledger state
+        (`__ledger_status`, `__ledger_fingerprint`, `__ledger_rejected_by`) so the
+        caller can skip unchanged rows and resend changed ones.
+
+        The keys to handle are staged in a temp table of `con` (it vanishes with
+        `con`), so the streaming query joins the mart with that table only. Stream
+        the returned SQL on the same `con`.
+        """
+        staged = quote_identifier(f"pending_{destination}")
+        keep = "" if resend_when_changed else (
+            "where ledger.status is null or ledger.status <> 'delivered'"
+        )
+        con.execute(
+            f"""
+            create or replace temp table {staged} as
+            select
+                cast(mart.delivery_key as varchar) as delivery_key,
+                ledger.status as __ledger_status,
+                ledger.fingerprint as __ledger_fingerprint,
+                ledger.rejected_by as __ledger_rejected_by
+            from {relation} as mart
+            left join deliveries as ledger
+                on ledger.destination = $destination
+                and ledger.delivery_key = cast(mart.delivery_key as varchar)
+            {keep}
+            """,
+            {"destination": destination},
+        )
+        total = con.execute(f"select count(*) from {relation}").fetchall()[0][0]
+        pending = con.execute(f"select count(*) from temp.{staged}").fetchall()[0][0]
+        selected = ", ".join(f"mart.{quote_identifier(column)}" for column in columns)
+        sql = f"""
+            select
+                {selected},
+                pending.__ledger_status,
+                pending.__ledger_fingerprint,
+                pending.__ledger_rejected_by
+            from {relation} as mart
+            join temp.{staged} as pending
+                on pending.delivery_key = cast(mart.delivery_key as varchar)
+        """
+        return sql, int(total) - int(pending)
+
+    # -- reading back (ship status, tests) ------------------------------------------------------
+
+    def recent_runs(self, destinations: Sequence[str] | None = None,
+                    per_destination: int = 5) -> list[dict[str, Any]]:
+        filter_sql, params = _destination_filter(destinations)
+        return self._dicts(
+            f"""
+            select * exclude (rank_in_destination)
+            from (
+                select
+                    *,
+                    row_number() over (
+                        partition by destination order by started_at desc, run_id desc
+                    ) as rank_in_destination
+                from runs
+                {filter_sql}
+            )
+            where rank_in_destination <= {int(per_destination)}
+            order by destination, started_at desc, run_id desc
+            """,
+            params,
+        )
+
+    def rejections(self, destinations: Sequence[str] | None = None,
+                   limit: int = 20) -> list[dict[str, Any]]:
+        filter_sql, params = _destination_filter(destinations)
+        return self._dicts(
+            f"select * from rejections {filter_sql} "
+            f"order by destination, rejected_at desc, delivery_key limit {int(limit)}",
+            params,
+        )
+
+    def rejection_counts(self, destinations: Sequence[str] | None = None,
+                         ) -> list[dict[str, Any]]:
+        filter_sql, params = _destination_filter(destinations)
+        return self._dicts(
+            f"select destination, rejected_by, reason, count(*) as rows from rejections "
+            f"{filter_sql} group by all order by destination, rows desc, reason",
+            params,
+        )
+
+    def status_counts(self, destination: str) -> dict[str, int]:
+        rows = self._con.execute(
+            "select status, count(*) from deliveries where destination = ? group by status",
+            [destination],
+        ).fetchall()
+        return {status: count for status, count in rows}
+
+    def delivery(self, destination: str, key: str) -> dict[str, Any] | None:
+        rows = self._dicts(
+            "select * from deliveries where destination = $destination and delivery_key = $key",
+            {"destination": destination, "key": key},
+        )
+        return rows[0] if rows else None
+
+    def _dicts(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        cursor = self._con.cursor()
+        try:
+            result = cursor.execute(sql, params or {})
+            names = [column[0] for column in result.description]
+            return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+        finally:
+            cursor.close()
+
+
+def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Bound DuckDB's buffer pool; its hash joins spill to disk beyond it."""
+    try:
+        con.execute(f"set memory_limit = '{limit.replace(chr(39), '')}'")
+    except duckdb.Error as exc:
+        raise LedgerError(
+            f"duckdb_memory_limit {limit!r} is not a size DuckDB understands "
+            f"({_first_line(exc)}): use "
+            "a value such as '1GB'."
+        ) from None
+
+
+def _destination_filter(destinations: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
+    if not destinations:
+        return "", {}
+    return "where destination in (select unnest($destinations))", {
+        "destinations": list(destinations)
+    }
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise LedgerError(
+                f"the ledger {path} is in use by another ship process: wait for it to finish."
+            ) from None
+        raise LedgerError(
+            f"cannot open the ledger {path} ({_first_line(exc)}): check ledger_path."
+        ) from None
+    except duckdb.Error as exc:
+        raise LedgerError(
+            f"cannot open the ledger {path} ({_first_line(exc)}): check ledger_path."
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,154 @@
+"""Stream a mart in Arrow record batches, from the dbt DuckDB file or from Parquet.
+
+A source turns a mart name into a relation inside a DuckDB connection: the
+DuckDB file is ATTACHed read-only, Parquet files are read with
+`read_parquet`. Either way the rows come out through the same
+`stream_batches`, a fixed number of rows at a time, so memory stays flat
+whatever the size of the mart. Reading through DuckDB also lets the ledger
+anti-join the mart against delivered keys without loading them into Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from shipper.config import ShipSettings
+
+MART_ALIAS = "mart_source"
+
+
+class MartError(Exception):
+    """A mart cannot be read; the message is one sentence saying what to fix."""
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class DuckDBSource:
+    """Marts as tables (or views) of the dbt DuckDB database, opened read-only."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def describe(self, mart: str) -> str:
+        return f"{mart} in {self.path}"
+
+    def relation(self, con: duckdb.DuckDBPyConnection, mart: str) -> str:
+        if not self.path.is_file():
+            raise MartError(
+                f"there is no DuckDB file at {self.path}: build the marts with dbt or point "
+                "DUCKDB_PATH at the database that holds them."
+            )
+        rows = con.execute(
+            "select path from duckdb_databases() where database_name = ?", [MART_ALIAS]
+        ).fetchall()
+        attached = rows[0] if rows else None
+        if attached is None:
+            try:
+                con.execute(
+                    f"attach {quote_literal(str(self.path))} as {MART_ALIAS} (read_only)"
+                )
+            except duckdb.Error as exc:
+                raise MartError(
+                    f"cannot open {self.path} read-only ({_first_line(exc)}): make sure no "
+                    "other process is writing it."
+                ) from None
+        elif Path(attached[0]).resolve() != self.path.resolve():
+            raise MartError(f"another mart database ({attached[0]}) is already attached.")
+        parts = [MART_ALIAS, *mart.split(".")] if "." in mart else [MART_ALIAS, "main", mart]
+        relation = ".".join(quote_identifier(part) for part in parts)
+        _probe(con, relation, f"{self.path} has no table {mart}: build the marts with dbt "
+                              f"or fix the mart name in shipper.toml.")
+        return relation
+
+
+class ParquetSource:
+    """Marts exported as Parquet: `<dir>/<mart>.parquet` or `<dir>/<mart>/*.parquet`."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def describe(self, mart: str) -> str:
+        return f"{mart} in {self.directory}"
+
+    def files(self, mart: str) -> list[Path]:
+        single = self.directory / f"{mart}.parquet"
+        if single.is_file():
+            return [single]
+        folder = self.directory / mart
+        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def relation(self, con: duckdb.DuckDBPyConnection, mart: str) -> str:
+        files = self.files(mart)
+        if not files:
+            raise MartError(
+                f"no Parquet files for {mart}: export {mart}.parquet or {mart}/*.parquet "
+                f"into {self.directory} or fix parquet_dir."
+            )
+        listing = ", ".join(quote_literal(str(path)) for path in files)
+        relation = f"read_parquet([{listing}])"
+        _probe(con, relation, f"cannot read the Parquet files of {mart} in {self.directory}.")
+        return relation
+
+
+MartSource = DuckDBSource | ParquetSource
+
+
+def source_from_settings(ship: ShipSettings) -> MartSource:
+    if ship.source == "parquet":
+        return ParquetSource(ship.parquet_dir)
+    return DuckDBSource(ship.duckdb_path)
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return list(con.sql(f"select * from {relation} limit 0").columns)
+
+
+def check_columns(con: duckdb.DuckDBPyConnection, relation: str, mart: str,
+                  required: Sequence[str]) -> None:
+    present = set(columns_of(con, relation))
+    missing = [column for column in required if column not in present]
+    if missing:
+        raise MartError(
+            f"{mart} lacks column(s) {', '.join(missing)}: rebuild it to the contract in "
+            "docs/marts.md."
+        )
+
+
+def stream_batches(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None,
+                   rows_per_batch: int) -> Iterator[pa.RecordBatch]:
+    """Run `sql` and yield its result `rows_per_batch` rows at a time."""
+    relation = con.sql(sql, params=dict(params) if params else None)
+    if hasattr(relation, "to_arrow_reader"):
+        reader = relation.to_arrow_reader(rows_per_batch)
+    else:  # duckdb < 1.4
+        reader = relation.fetch_record_batch(rows_per_batch)
+    yield from reader
+
+
+def stream_mart(con: duckdb.DuckDBPyConnection, relation: str, columns: Sequence[str],
+                rows_per_batch: int) -> Iterator[pa.RecordBatch]:
+    """Every row of a mart, only `columns`, in record batches."""
+    selected = ", ".join(quote_identifier(column) for column in columns)
+    return stream_batches(con, f"select {selected} from {relation}", None, rows_per_batch)
+
+
+def _probe(con: duckdb.DuckDBPyConnection, relation: str, message: str) -> None:
+    try:
+        con.sql(f"select * from {relation} limit 0").fetchall()
+    except duckdb.Error:
+        raise MartError(message) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

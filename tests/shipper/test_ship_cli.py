@@ -1,0 +1,137 @@
+"""The `ship` command surface: help, status, validate, progress output, a real subprocess."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shipper import cli
+from shipper.delivery import Progress
+from shipper.ledger import RunCounts
+from tests.shipper.marts import meta_row, tiktok_row
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = 86_400
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["status", "--help"],
+                                  ["validate", "--help"]])
+def test_help_everywhere(argv, capsys):
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ship")
+
+
+def test_usage_error_exits_2(capsys):
+    assert cli.main(["launch"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_real_subprocess_runs_and_reports(workspace):
+    fake = workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(20))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    help_run = subprocess.run([sys.executable, "-m", "shipper", "--help"], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert help_run.returncode == 0 and "run" in help_run.stdout
+
+    result = subprocess.run([sys.executable, "-m", "shipper", "run", "meta"], env=env,
+                            cwd=workspace.root, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "meta" in result.stdout and "ok" in result.stdout
+    assert len(fake.accepted_ids) == 20
+    # Not a terminal: plain lines, no carriage returns.
+    assert "\r" not in result.stderr
+
+
+def test_status_lists_runs_and_rejected_rows(workspace, capsys):
+    fake = workspace.meta()
+    fake.poison = {"evt-4"}
+    workspace.meta_mart([*(meta_row(i) for i in range(8)), meta_row(9, currency=None)])
+    assert workspace.ship("run", "meta") == 1
+    capsys.readouterr()
+
+    assert workspace.ship("status") == 0
+
+    out = capsys.readouterr().out
+    assert "recent runs:" in out
+    assert "rejections" in out  # the run's status
+    assert "order-4" in out and "platform" in out and "the event was refused" in out
+    assert "order-9" in out and "validation" in out and "currency is missing" in out
+
+
+def test_status_without_a_ledger(workspace, capsys):
+    assert workspace.ship("status") == 0
+    assert "nothing has been shipped" in capsys.readouterr().out
+    assert not workspace.ledger_path.exists()
+
+
+def test_validate_counts_invalid_rows_by_reason(workspace, capsys):
+    workspace.meta_mart([
+        *(meta_row(i) for i in range(5)),
+        meta_row(10, age_seconds=9 * DAY),
+        meta_row(11, age_seconds=10 * DAY),
+        meta_row(12, em=None, ph=None, country=None),
+    ])
+    workspace.tiktok_mart(tiktok_row(i) for i in range(3))
+
+    assert workspace.ship("validate") == 1
+
+    out = capsys.readouterr().out
+    assert "event_time is older than 7 days" in out
+    table = out.split("invalid rows, by reason:")[0]
+    lines = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
+    assert lines["meta"][1:4] == ["8", "5", "3"]
+    assert lines["tiktok"][1:4] == ["3", "3", "0"]
+    assert not workspace.ledger_path.exists()  # validate only reads
+
+
+def test_validate_all_valid_exits_0(workspace):
+    workspace.meta_mart(meta_row(i) for i in range(3))
+    assert workspace.ship("validate", "meta") == 0
+
+
+def test_validate_missing_mart_exits_2(workspace, capsys):
+    workspace.meta_mart([meta_row(1)])
+    assert workspace.ship("validate", "tiktok") == 2
+    assert "has no table tiktok_conversions" in capsys.readouterr().err
+
+
+def test_progress_rewrites_one_line_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    ticks = iter([0.0, 1.0, 1.05, 2.0])
+    progress = Progress(stream=stream, clock=lambda: next(ticks))
+    counts = RunCounts(read=10, sent=5, accepted=5)
+    progress.update("meta", counts)
+    progress.update("meta", counts)
+    progress.update("meta", counts)  # within 0.2 s of the previous line: not redrawn
+    progress.update("meta", counts, final=True)
+    text = stream.getvalue()
+    assert text.count("\r") == 3
+    assert text.endswith("0 failed\n")
+
+
+def test_progress_is_plain_lines_elsewhere(caplog):
+    caplog.set_level(logging.INFO)
+    stream = io.StringIO()
+    progress = Progress(stream=stream, interval=10, clock=lambda: 100.0)
+    progress.update("meta", RunCounts(read=3))
+    progress.update("meta", RunCounts(read=4))  # same instant: throttled
+    progress.update("meta", RunCounts(read=5), final=True)
+    assert stream.getvalue() == ""
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "meta: 3 read, 0 skipped, 0 sent, 0 accepted, 0 rejected, 0 failed",
+        "meta: 5 read, 0 skipped, 0 sent, 0 accepted, 0 rejected, 0 failed",
+    ]

@@ -1,0 +1,174 @@
+"""The ledger's tables, the fingerprint, and the resend policy a destination declares.
+
+The profile-destination test also shows how a new destination plugs in: one
+class, `@register`, and the shared loop does the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import duckdb
+import pytest
+
+from shipper.config import DestinationSettings, setting
+from shipper.destinations import base
+from shipper.destinations.base import Destination, Request, Verdict
+from shipper.ledger import DeliveryRecord, Ledger, RunCounts, fingerprint
+from tests.fakes import FakeApp, Reply
+from tests.shipper.marts import meta_row, write_mart
+
+
+def test_fingerprint_is_sha256_of_canonical_json():
+    event = {"b": 1, "a": [1, {"y": "é", "x": None}]}
+    same = {"a": [1, {"x": None, "y": "é"}], "b": 1}
+    assert fingerprint(event) == fingerprint(same)
+    canonical = '{"a":[1,{"x":null,"y":"é"}],"b":1}'.encode()
+    assert fingerprint(event) == hashlib.sha256(canonical).hexdigest()
+
+
+def test_tables_are_queryable(workspace):
+    fake = workspace.meta()
+    fake.poison = {"evt-1"}
+    workspace.meta_mart([meta_row(0), meta_row(1)])
+    assert workspace.ship("run", "meta") == 1
+
+    con = duckdb.connect(str(workspace.ledger_path), read_only=True)
+    try:
+        deliveries = con.sql("select * from deliveries order by delivery_key")
+        assert deliveries.columns == [
+            "destination", "delivery_key", "fingerprint", "status", "rejected_by", "attempts",
+            "first_attempt_at", "last_attempt_at", "error", "run_id"]
+        rows = deliveries.fetchall()
+        assert [(row[1], row[3]) for row in rows] == [("order-0", "delivered"),
+                                                        ("order-1", "rejected")]
+        assert all(len(row[2]) == 64 for row in rows)
+        runs = con.sql("select destination, mode, status, rows_read, rows_sent, rows_accepted, "
+                       "rows_rejected, rows_failed, finished_at is not null from runs").fetchall()
+        assert runs == [("meta", "live", "rejections", 2, 2, 1, 1, 0, True)]
+        rejections = con.sql("select delivery_key, rejected_by from rejections").fetchall()
+        assert rejections == [("order-1", "platform")]
+    finally:
+        con.close()
+
+
+def test_record_is_one_transaction_per_batch(tmp_path):
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        ledger.start_run("r1", "meta", "live")
+        records = [DeliveryRecord(f"k{i}", "delivered", "f" * 64, None, 1) for i in range(3)]
+        counts = RunCounts(read=3, sent=3, accepted=3)
+        ledger.record("r1", "meta", records, counts)
+        ledger.record("r1", "meta", [DeliveryRecord("k0", "delivered", "f" * 64, None, 2)])
+        assert ledger.status_counts("meta") == {"delivered": 3}
+        assert ledger.delivery("meta", "k0")["attempts"] == 3
+        (run,) = ledger.recent_runs(["meta"])
+        assert run["rows_accepted"] == 3
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        (run,) = ledger.recent_runs(["meta"])
+        assert run["status"] == "interrupted"  # never finished: the process died
+
+
+def test_the_ledger_must_not_be_the_mart_database(workspace, capsys):
+    workspace.meta()
+    workspace.meta_mart([meta_row(1)])
+    workspace.env(SHIP_LEDGER_PATH=str(workspace.mart_path))
+    assert workspace.ship("run", "meta") == 2
+    assert "ledger_path points at the mart database" in capsys.readouterr().err
+
+
+# -- a profile destination (resend when the content changes) ----------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileSettings(DestinationSettings):
+    mart: str = setting("test_profiles_mart", "The mart this destination reads.")
+    base_url: str = setting("http://127.0.0.1:9", "API host.")
+    max_event_age_days: int = setting(365, "Unused by profiles.")
+
+
+class TestProfiles(Destination):
+    __test__ = False  # not a pytest class
+    name = "test_profiles"
+    title = "Test Profiles"
+    settings_class = ProfileSettings
+    max_batch_size = 75
+    credential_env = ("TEST_PROFILES_API_KEY",)
+    columns = ("delivery_key", "external_id", "orders")
+    resend_when_changed = True
+
+    def validate(self, row):
+        return None if row.get("external_id") else "external_id is missing"
+
+    def to_wire(self, row):
+        return {"external_id": row["external_id"], "orders": row["orders"]}
+
+    def build_request(self, events):
+        key = self.credentials.get("TEST_PROFILES_API_KEY", "")
+        return Request("POST", f"{self.base_url}/users/track",
+                       {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                       {"attributes": list(events)})
+
+    def parse_response(self, status, body, events):
+        if status == 201:
+            return Verdict.all_accepted(len(events))
+        return Verdict.reject_batch(f"HTTP {status}")
+
+
+class FakeProfiles(FakeApp):
+    def __init__(self):
+        super().__init__()
+        self.received: list[dict] = []
+
+    def handle(self, request):
+        if request.header("authorization") != "Bearer profile-key-123456":
+            return Reply(401, {"message": "unauthorized"})
+        attributes = request.json()["attributes"]
+        if len(attributes) > 75:
+            return Reply(400, {"message": "too many"})
+        with self.lock:
+            self.received.extend(attributes)
+        return Reply(201, {"message": "success", "attributes_processed": len(attributes)})
+
+
+@pytest.fixture
+def profiles(workspace):
+    base.register(TestProfiles)
+    fake = FakeProfiles()
+    server = workspace.servers(fake)
+    workspace.env(TEST_PROFILES_BASE_URL=server.url, TEST_PROFILES_API_KEY="profile-key-123456")
+    yield fake
+    base.unregister("test_profiles")
+
+
+def _profiles_mart(workspace, orders):
+    write_mart(workspace.mart_path, "test_profiles_mart",
+               {"delivery_key": "varchar", "external_id": "varchar", "orders": "integer"},
+               [{"delivery_key": f"c{i}", "external_id": f"c{i}", "orders": count}
+                for i, count in enumerate(orders)])
+
+
+def test_profile_destination_resends_only_changed_rows(workspace, profiles):
+    _profiles_mart(workspace, [1, 2, 3])
+    assert workspace.ship("run", "test_profiles") == 0
+    assert len(profiles.received) == 3
+
+    assert workspace.ship("run", "test_profiles") == 0
+    assert len(profiles.received) == 3  # nothing changed, nothing sent
+
+    _profiles_mart(workspace, [1, 5, 3, 4])
+    assert workspace.ship("run", "test_profiles") == 0
+    assert profiles.received[3:] == [{"external_id": "c1", "orders": 5},
+                                     {"external_id": "c3", "orders": 4}]
+    with workspace.ledger() as ledger:
+        (last_run, *_) = ledger.recent_runs(["test_profiles"])
+    assert (last_run["rows_read"], last_run["rows_skipped"], last_run["rows_sent"]) == (4, 2, 2)
+
+
+def test_an_event_destination_never_resends_a_delivered_key_even_if_changed(workspace):
+    fake = workspace.meta()
+    workspace.meta_mart([meta_row(1)])
+    assert workspace.ship("run", "meta") == 0
+    workspace.meta_mart([meta_row(1, num_items=9)])
+    assert workspace.ship("run", "meta") == 0
+    assert fake.accepted_ids == ["evt-1"]

@@ -1,0 +1,242 @@
+"""Meta end to end: a mart in DuckDB -> the real `ship run` -> the fake Conversions API."""
+
+from __future__ import annotations
+
+import json
+
+from tests.shipper.marts import META_TOKEN, meta_row, sha
+
+DAY = 86_400
+
+
+def test_happy_path_delivers_every_event_once(workspace, capsys):
+    fake = workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(25))
+
+    assert workspace.ship("run", "meta") == 0
+
+    assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(25))
+    assert fake.duplicates() == {}
+    assert workspace.statuses("meta") == {"delivered": 25}
+    out = capsys.readouterr().out
+    assert "meta" in out and "ok" in out
+
+
+def test_request_shape_follows_the_conversions_api(workspace):
+    fake = workspace.meta()
+    workspace.env(META_TEST_EVENT_CODE="TEST4242")
+    workspace.meta_mart([meta_row(1, fn=sha("mary"), external_id=None, num_items=3)])
+
+    assert workspace.ship("run", "meta") == 0
+
+    (request,) = fake.requests
+    assert request.method == "POST"
+    assert request.path == "/v25.0/4242/events"
+    assert request.param("access_token") == META_TOKEN
+    assert request.header("user-agent").startswith("offline-conversions-shipper/")
+    body = request.json()
+    assert set(body) == {"data", "test_event_code"}
+    assert body["test_event_code"] == "TEST4242"
+    assert META_TOKEN not in request.body.decode()
+    (event,) = body["data"]
+    assert event["event_name"] == "Purchase"
+    assert event["action_source"] == "physical_store"
+    assert event["event_id"] == "evt-1"
+    assert isinstance(event["event_time"], int)
+    # One-element lists; NULL identifiers are left out, not sent as null.
+    assert event["user_data"] == {
+        "em": [sha("customer1@example.com")],
+        "ph": [sha("16505550001")],
+        "fn": [sha("mary")],
+        "country": [sha("us")],
+    }
+    assert event["custom_data"] == {
+        "value": 11.01,
+        "currency": "USD",
+        "order_id": "SO-1",
+        "contents": [{"id": "sku-1", "quantity": 1, "item_price": 10.5}],
+        "num_items": 3,
+    }
+
+
+def test_batches_hold_at_most_1000_events(workspace):
+    fake = workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(2500))
+
+    assert workspace.ship("run", "meta") == 0
+
+    assert sorted(fake.batch_sizes) == [500, 1000, 1000]
+    assert len(set(fake.accepted_ids)) == 2500
+    assert fake.duplicates() == {}
+
+
+def test_rerun_sends_nothing_new_and_new_rows_only(workspace, capsys):
+    fake = workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(30))
+    assert workspace.ship("run", "meta") == 0
+    requests_after_first_run = len(fake.requests)
+
+    assert workspace.ship("run", "meta") == 0
+    assert len(fake.requests) == requests_after_first_run
+    out = capsys.readouterr().out
+    assert "30  " in out  # 30 read and 30 skipped on the second run
+
+    workspace.meta_mart(meta_row(i) for i in range(35))
+    assert workspace.ship("run", "meta") == 0
+    assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(35))
+    assert fake.duplicates() == {}
+    with workspace.ledger() as ledger:
+        (last_run, *_) = ledger.recent_runs(["meta"])
+    assert (last_run["rows_read"], last_run["rows_skipped"], last_run["rows_sent"]) == (35, 30, 5)
+
+
+def test_invalid_rows_are_recorded_as_rejected_and_never_sent(workspace, capsys):
+    fake = workspace.meta()
+    invalid = {
+        "old": meta_row(100, age_seconds=8 * DAY),
+        "future": meta_row(101, event_time=2_000_000_000_0),
+        "no value": meta_row(102, value=None),
+        "no currency": meta_row(103, currency=None),
+        "no user data": meta_row(104, em=None, ph=None, country=None),
+        "bad hash": meta_row(105, em="John@Example.com"),
+        "bad contents": meta_row(106, contents="not json"),
+    }
+    workspace.meta_mart([*(meta_row(i) for i in range(10)), *invalid.values()])
+
+    assert workspace.ship("run", "meta") == 1
+
+    assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(10))
+    with workspace.ledger() as ledger:
+        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections(["meta"])}
+        assert all(row["rejected_by"] == "validation" for row in ledger.rejections(["meta"]))
+    assert reasons == {
+        "order-100": "event_time is older than 7 days",
+        "order-101": "event_time is in the future",
+        "order-102": "value is missing",
+        "order-103": "currency is missing",
+        "order-104": "no user data (every identifier is NULL)",
+        "order-105": "em is not a 64-character lower-case hex SHA-256",
+        "order-106": "contents is not a JSON array",
+    }
+    out = capsys.readouterr().out
+    assert "rejected, by reason:" in out
+    assert "event_time is older than 7 days" in out
+
+    # Validation rejections are checked again next run: a fixed row goes out.
+    workspace.meta_mart([*(meta_row(i) for i in range(10)), meta_row(102),
+                         *(row for name, row in invalid.items() if name != "no value")])
+    assert workspace.ship("run", "meta") == 1
+    assert "evt-102" in fake.accepted_ids
+    assert fake.duplicates() == {}
+
+
+def test_a_batch_refused_as_a_whole_is_split_until_the_bad_event_is_alone(workspace):
+    fake = workspace.meta()
+    fake.poison = {"evt-37"}
+    workspace.env(META_BATCH_SIZE="64")
+    workspace.meta_mart(meta_row(i) for i in range(64))
+
+    assert workspace.ship("run", "meta") == 1
+
+    assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(64) if i != 37)
+    assert fake.duplicates() == {}
+    # 1 request of 64, then halves down to the single bad event: 1 + 2 * log2(64).
+    assert len(fake.requests) == 13
+    with workspace.ledger() as ledger:
+        (rejection,) = ledger.rejections(["meta"])
+        record = ledger.delivery("meta", "order-37")
+    assert rejection["delivery_key"] == "order-37"
+    assert rejection["rejected_by"] == "platform"
+    assert "the event was refused" in rejection["reason"]
+    assert record["attempts"] == 7
+
+    # Same content, same answer: a rerun does not send the refused event again...
+    assert workspace.ship("run", "meta") == 0
+    assert len(fake.requests) == 13
+    # ...but a corrected row (new fingerprint) is sent.
+    fake.poison = set()
+    workspace.meta_mart([*(meta_row(i) for i in range(64) if i != 37),
+                         meta_row(37, num_items=2)])
+    assert workspace.ship("run", "meta") == 0
+    assert fake.accepted_ids.count("evt-37") == 1
+
+
+def test_two_bad_events_in_different_halves_are_both_isolated(workspace):
+    fake = workspace.meta()
+    fake.poison = {"evt-3", "evt-90"}
+    workspace.env(META_BATCH_SIZE="100")
+    workspace.meta_mart(meta_row(i) for i in range(100))
+
+    assert workspace.ship("run", "meta") == 1
+
+    assert len(fake.accepted_ids) == 98
+    with workspace.ledger() as ledger:
+        rejected = sorted(row["delivery_key"] for row in ledger.rejections(["meta"]))
+    assert rejected == ["order-3", "order-90"]
+
+
+def test_throttling_codes_inside_a_400_are_retried(workspace):
+    fake = workspace.meta()
+    fake.misbehave(fake.throttled(17), fake.throttled(613), fake.throttled(4))
+    workspace.meta_mart(meta_row(i) for i in range(5))
+
+    assert workspace.ship("run", "meta") == 0
+
+    assert len(fake.requests) == 4
+    assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(5))
+    assert len(workspace.clock.waits) == 3
+    with workspace.ledger() as ledger:
+        assert ledger.delivery("meta", "order-0")["attempts"] == 4
+
+
+def test_a_refused_token_stops_the_destination_and_loses_nothing(workspace, capsys):
+    fake = workspace.meta()
+    workspace.env(META_ACCESS_TOKEN="meta-wrong-token-000000", META_BATCH_SIZE="10",
+                  META_CONCURRENCY="1")
+    workspace.meta_mart(meta_row(i) for i in range(50))
+
+    assert workspace.ship("run", "meta") == 2
+
+    # One request, refused; nothing marked rejected because of our own credentials.
+    assert len(fake.requests) == 1
+    assert fake.accepted_ids == []
+    statuses = workspace.statuses("meta")
+    assert statuses == {"failed": 10}
+    captured = capsys.readouterr()
+    assert "check META_ACCESS_TOKEN" in captured.out + captured.err
+
+    workspace.env(META_ACCESS_TOKEN=META_TOKEN)
+    assert workspace.ship("run", "meta") == 0
+    assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(50))
+
+
+def test_concurrency_bounds_requests_in_flight(workspace):
+    fake = workspace.meta()
+    fake.latency = 0.05
+    workspace.env(META_BATCH_SIZE="10", META_CONCURRENCY="3")
+    workspace.meta_mart(meta_row(i) for i in range(200))
+
+    assert workspace.ship("run", "meta") == 0
+
+    assert len(fake.requests) == 20
+    assert 2 <= fake.max_in_flight <= 3
+    assert fake.duplicates() == {}
+
+
+def test_rate_limit_spaces_requests(workspace):
+    fake = workspace.meta()
+    workspace.env(META_BATCH_SIZE="10", META_CONCURRENCY="1", META_REQUESTS_PER_SECOND="4")
+    workspace.meta_mart(meta_row(i) for i in range(50))
+
+    assert workspace.ship("run", "meta") == 0
+
+    assert len(fake.requests) == 5
+    # The fake clock never moves on its own, so each request waits one full slot.
+    assert workspace.clock.waits == [0.25] * 4
+
+
+def test_events_received_body_is_read_as_json(workspace):
+    fake = workspace.meta()
+    workspace.meta_mart([meta_row(7)])
+    assert workspace.ship("run", "meta") == 0
+    assert json.loads(fake.requests[0].body)["data"][0]["event_id"] == "evt-7"
