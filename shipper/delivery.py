@@ -3,7 +3,7 @@
 read the mart (rows still to handle, per the ledger)
   -> skip what the ledger says is done
   -> validate (invalid rows are recorded as rejected, never sent)
-  -> batch (the destination's batch_size)
+  -> batch (the destination's batch_size, and its request byte limit if it has one)
   -> send (a thread pool of `concurrency` workers, rate-limited, retried in http.py)
   -> record the batch's outcome in the ledger, one transaction per batch.
 
@@ -106,7 +106,8 @@ class BatchResult:
 
 
 class HttpSender:
-    """Sends one batch, splitting it when the platform rejects it as a whole."""
+    """Sends one batch, splitting it when the platform rejects it as a whole, and following
+    it to the end when the platform answers with an asynchronous job (Klaviyo)."""
 
     # Asking about one asynchronous job more often than this is a module bug, not patience.
     MAX_FOLLOW_UPS = 10_000

@@ -23,6 +23,13 @@ _TOKEN_PATTERNS = (
     re.compile(r"(?i)((?:access-token|authorization|ttd-auth)\s*[:=]\s*)(?:bearer\s+)?[^\s,;\"']+"),
 )
 
+# Contact details a platform can quote back (Klaviyo receives addresses and numbers in
+# clear): anything with an @ inside, and E.164 numbers.
+_CONTACT_PATTERNS = (
+    (re.compile(r"[^\s\"'<>(),;]*[^\s\"'<>(),;:]@[^\s\"'<>(),;]+"), "<email>"),
+    (re.compile(r"\+[1-9]\d{6,14}\b"), "<phone>"),
+)
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
@@ -36,7 +43,8 @@ def register_secret(value: str | None) -> None:
 
 
 def scrub(text: object) -> str:
-    """Return `text` as a string with every known secret and token-shaped value masked."""
+    """Return `text` as a string with every known secret, token-shaped value and contact
+    detail (email address, E.164 number) masked."""
     result = str(text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
@@ -45,6 +53,8 @@ def scrub(text: object) -> str:
             result = result.replace(secret, MASK)
     for pattern in _TOKEN_PATTERNS:
         result = pattern.sub(lambda match: match.group(1) + MASK, result)
+    for pattern, placeholder in _CONTACT_PATTERNS:
+        result = pattern.sub(placeholder, result)
     return result
 
 

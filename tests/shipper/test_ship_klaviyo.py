@@ -1,0 +1,348 @@
+"""Klaviyo bulk profile import: a job per batch, polled to the end, import errors read back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tests.fakes.klaviyo import FakeKlaviyo
+from tests.fakes.server import Reply, Reset
+from tests.shipper.marts import write_mart
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "pk_klaviyo_test_key_0123456789abcdef"
+KLAVIYO_PROFILES = {
+    "delivery_key": "varchar",
+    "external_id": "varchar",
+    "email": "varchar",
+    "phone_number": "varchar",
+    "last_offline_purchase_date": "varchar",
+    "offline_orders_365d": "integer",
+    "offline_revenue_365d": "decimal(18, 2)",
+    "offline_revenue_currency": "varchar",
+    "last_store_id": "varchar",
+    "favourite_category": "varchar",
+}
+
+
+def klaviyo_row(index: int, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "delivery_key": f"cust-{index}",
+        "external_id": f"cust-{index}",
+        "email": f"customer{index}@example.com",
+        "phone_number": f"+1650555{index:04d}" if index % 2 else None,
+        "last_offline_purchase_date": f"2026-11-{1 + index % 27:02d}",
+        "offline_orders_365d": 1 + index % 4,
+        "offline_revenue_365d": "150.00",
+        "offline_revenue_currency": "EUR",
+        "last_store_id": f"store-{index % 5}",
+        "favourite_category": "kitchen",
+    }
+    row.update(overrides)
+    return row
+
+
+def klaviyo(workspace, **options: Any) -> FakeKlaviyo:
+    fake = FakeKlaviyo(**options)
+    server = workspace.servers(fake)
+    workspace.env(KLAVIYO_BASE_URL=server.url, KLAVIYO_API_KEY=fake.api_key,
+                  KLAVIYO_TIMEOUT_SECONDS="5", KLAVIYO_REQUESTS_PER_SECOND="0")
+    return fake
+
+
+def mart(workspace, rows) -> None:
+    write_mart(workspace.mart_path, "klaviyo_profiles", KLAVIYO_PROFILES, rows)
+
+
+def test_happy_path_one_job_polled_to_complete(workspace):
+    fake = klaviyo(workspace)
+    mart(workspace, (klaviyo_row(i) for i in range(12)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(12))
+    assert fake.duplicates() == {}
+    post, first_poll, second_poll = fake.requests
+    assert post.method == "POST" and post.path == "/api/profile-bulk-import-jobs"
+    assert post.header("authorization") == f"Klaviyo-API-Key {KEY}"
+    assert post.header("revision") == "2025-10-15"
+    assert post.header("content-type") == "application/vnd.api+json"
+    assert post.header("accept") == "application/vnd.api+json"
+    assert KEY not in post.body.decode()
+    body = post.json()
+    assert body["data"]["type"] == "profile-bulk-import-job"
+    profiles = body["data"]["attributes"]["profiles"]["data"]
+    assert profiles[1] == {"type": "profile", "attributes": {
+        "external_id": "cust-1", "email": "customer1@example.com",
+        "phone_number": "+16505550001",
+        "properties": {"last_offline_purchase_date": "2026-11-02", "offline_orders_365d": 2,
+                       "offline_revenue_365d": 150.0, "offline_revenue_currency": "EUR",
+                       "last_store_id": "store-1", "favourite_category": "kitchen"}}}
+    assert "phone_number" not in profiles[0]["attributes"]
+    (job_id,) = fake.job_order
+    assert first_poll.method == second_poll.method == "GET"
+    assert first_poll.path == f"/api/profile-bulk-import-jobs/{job_id}"
+    assert first_poll.body == b""
+    # The job is read every poll_interval_seconds (5 s) on the injected clock.
+    assert workspace.clock.waits == [5.0, 5.0]
+    assert workspace.statuses("klaviyo") == {"delivered": 12}
+    with workspace.ledger() as ledger:
+        assert ledger.delivery("klaviyo", "cust-3")["error"] == f"Klaviyo job {job_id}"
+        assert ledger.delivery("klaviyo", "cust-3")["attempts"] == 1
+
+
+def test_jobs_hold_at_most_10000_profiles(workspace):
+    fake = klaviyo(workspace, polls_to_complete=1)
+    mart(workspace, (klaviyo_row(i) for i in range(10_050)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    assert sorted(fake.job_sizes) == [50, 10_000]
+    assert len(set(fake.imported)) == 10_050
+    assert fake.duplicates() == {}
+
+
+def test_jobs_are_cut_on_bytes_as_well(workspace):
+    fake = klaviyo(workspace, max_bytes=20_000, polls_to_complete=1)
+    workspace.env(KLAVIYO_MAX_REQUEST_BYTES="20000")
+    mart(workspace, (klaviyo_row(i) for i in range(300)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    sizes = [job.body_bytes for job in fake.jobs.values()]
+    assert len(sizes) > 3
+    assert max(sizes) <= 20_000
+    assert min(sizes[:-1]) > 15_000  # jobs are filled, not cut early
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(300))
+
+
+def test_import_errors_reject_those_profiles_and_the_rest_is_delivered(workspace):
+    fake = klaviyo(workspace)
+    fake.refuse = {"cust-2", "cust-9"}
+    workspace.env(KLAVIYO_ERROR_PAGE_SIZE="2")  # three pages of errors
+    mart(workspace, (klaviyo_row(i, email="shopper5@localhost") if i == 5 else klaviyo_row(i)
+                     for i in range(20)))
+
+    assert workspace.ship("run", "klaviyo") == 1
+
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(20) if i not in (2, 5, 9))
+    error_pages = [request for request in fake.requests if "import-errors" in request.path]
+    assert len(error_pages) == 2
+    assert error_pages[0].param("page[size]") == "2"
+    with workspace.ledger() as ledger:
+        rejected = {row["delivery_key"]: (row["rejected_by"], row["reason"])
+                    for row in ledger.rejections(["klaviyo"])}
+    refused = "Invalid input. - The profile <email> could not be imported (code invalid)"
+    assert rejected == {
+        "cust-2": ("platform", refused),
+        "cust-5": ("platform", "Invalid input. - Invalid email address: <email> (code invalid)"),
+        "cust-9": ("platform", refused),
+    }
+    assert workspace.statuses("klaviyo") == {"delivered": 17, "rejected": 3}
+
+
+def test_errors_without_a_pointer_are_matched_by_their_payload(workspace):
+    fake = klaviyo(workspace)
+    fake.refuse = {"cust-7"}
+    fake.pointerless = True
+    mart(workspace, (klaviyo_row(i) for i in range(10)))
+
+    assert workspace.ship("run", "klaviyo") == 1
+
+    with workspace.ledger() as ledger:
+        (rejection,) = ledger.rejections(["klaviyo"])
+    assert rejection["delivery_key"] == "cust-7"
+    assert workspace.statuses("klaviyo") == {"delivered": 9, "rejected": 1}
+
+
+def test_addresses_and_numbers_never_reach_logs_output_or_the_ledger(workspace, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    fake = klaviyo(workspace)
+    fake.refuse = {"cust-1", "cust-4"}
+    rows = [klaviyo_row(i) for i in range(8)]
+    mart(workspace, rows)
+    # Klaviyo's answers quote addresses back, in errors and in throttling alike.
+    fake.misbehave(Reply(500, {"errors": [{"id": "x", "code": "error", "title": "Error",
+                                           "detail": "failed on customer3@example.com "
+                                                     "+16505550003"}]}))
+
+    assert workspace.ship("run", "klaviyo", "-v") == 1
+    assert workspace.ship("status") == 0
+
+    captured = capsys.readouterr()
+    con = duckdb.connect(str(workspace.ledger_path), read_only=True)
+    try:
+        ledger_text = repr(con.execute("select * from deliveries").fetchall())
+        ledger_text += repr(con.execute("select * from runs").fetchall())
+    finally:
+        con.close()
+    everything = caplog.text + captured.out + captured.err + ledger_text
+    for row in rows:
+        assert row["email"] not in everything
+        if row["phone_number"]:
+            assert row["phone_number"] not in everything
+    assert "<email>" in everything  # the reasons are there, masked
+
+
+def test_throttling_and_transient_errors_on_the_job_request_are_retried(workspace):
+    fake = klaviyo(workspace)
+    fake.misbehave(fake.throttled("2"), Reply(503, "busy"), Reset())
+    mart(workspace, (klaviyo_row(i) for i in range(6)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    assert workspace.clock.waits[0] == 2.0
+    assert len([request for request in fake.requests if request.method == "POST"]) == 4
+    assert len(fake.job_order) == 1
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(6))
+    with workspace.ledger() as ledger:
+        assert ledger.delivery("klaviyo", "cust-1")["attempts"] == 4
+
+
+def test_failing_polls_and_error_pages_are_asked_again(workspace):
+    fake = klaviyo(workspace)
+    fake.refuse = {"cust-0"}
+    fake.failing_reads.extend([Reply(502, "bad gateway"), fake.throttled("3")])
+    mart(workspace, (klaviyo_row(i) for i in range(6)))
+
+    assert workspace.ship("run", "klaviyo") == 1
+
+    reads = [request.path for request in fake.requests if request.method == "GET"]
+    (job_id,) = fake.job_order
+    job = f"/api/profile-bulk-import-jobs/{job_id}"
+    # Two failed reads retried, two real polls, one page of import errors.
+    assert reads == [job, job, job, job, f"{job}/import-errors"]
+    assert 3.0 in workspace.clock.waits
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(1, 6))
+    with workspace.ledger() as ledger:
+        # Polls carry no rows: the one POST is the only attempt.
+        assert ledger.delivery("klaviyo", "cust-1")["attempts"] == 1
+        assert ledger.delivery("klaviyo", "cust-0")["status"] == "rejected"
+
+
+def test_a_job_that_never_finishes_is_polled_within_its_budget_then_sent_again(workspace):
+    fake = klaviyo(workspace)
+    fake.stuck = True
+    workspace.env(KLAVIYO_POLL_TIMEOUT_SECONDS="20")
+    mart(workspace, (klaviyo_row(i) for i in range(5)))
+
+    assert workspace.ship("run", "klaviyo") == 2
+
+    assert workspace.clock.waits == [5.0, 5.0, 5.0, 5.0]
+    assert fake.imported == []
+    assert workspace.statuses("klaviyo") == {"failed": 5}
+    with workspace.ledger() as ledger:
+        assert "still processing after 20 s" in ledger.delivery("klaviyo", "cust-0")["error"]
+
+    fake.stuck = False
+    assert workspace.ship("run", "klaviyo") == 0
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(5))
+
+
+def test_a_cancelled_job_leaves_its_profiles_for_the_next_run(workspace):
+    fake = klaviyo(workspace)
+    fake.cancel_jobs = True
+    mart(workspace, (klaviyo_row(i) for i in range(3)))
+
+    assert workspace.ship("run", "klaviyo") == 2
+    assert workspace.statuses("klaviyo") == {"failed": 3}
+
+    fake.cancel_jobs = False
+    assert workspace.ship("run", "klaviyo") == 0
+    assert len(fake.imported) == 3
+
+
+def test_only_changed_profiles_are_imported_again(workspace):
+    fake = klaviyo(workspace)
+    mart(workspace, (klaviyo_row(i) for i in range(15)))
+    assert workspace.ship("run", "klaviyo") == 0
+    assert workspace.ship("run", "klaviyo") == 0
+    assert len(fake.job_order) == 1
+
+    mart(workspace, (klaviyo_row(i, last_store_id="store-42") if i == 6 else klaviyo_row(i)
+                     for i in range(15)))
+    assert workspace.ship("run", "klaviyo") == 0
+    assert fake.job_sizes == [15, 1]
+    assert fake.profiles["cust-6"]["properties"]["last_store_id"] == "store-42"
+
+
+def test_validation_keeps_unusable_profiles_back(workspace):
+    fake = klaviyo(workspace)
+    mart(workspace, [
+        klaviyo_row(1),
+        klaviyo_row(2, email=None, phone_number=None),
+        klaviyo_row(3, phone_number="06 12 34 56 78"),
+        klaviyo_row(4, email="not-an-address"),
+        klaviyo_row(5, favourite_category="x" * 120_000),
+    ])
+
+    assert workspace.ship("run", "klaviyo") == 1
+
+    assert fake.imported == ["cust-1"]
+    with workspace.ledger() as ledger:
+        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections(["klaviyo"])}
+    assert reasons == {
+        "cust-2": "no email and no phone_number",
+        "cust-3": "phone_number is not E.164",
+        "cust-4": "email is not a normalised address",
+        "cust-5": "profile is larger than Klaviyo's 100 KB per profile",
+    }
+
+
+def test_a_refused_key_stops_the_destination(workspace, capsys):
+    fake = klaviyo(workspace)
+    workspace.env(KLAVIYO_API_KEY="pk_wrong_key_000000")
+    mart(workspace, (klaviyo_row(i) for i in range(3)))
+
+    assert workspace.ship("run", "klaviyo") == 2
+
+    assert len(fake.requests) == 1
+    assert workspace.statuses("klaviyo") == {"failed": 3}
+    captured = capsys.readouterr()
+    assert "check KLAVIYO_API_KEY" in captured.out + captured.err
+
+
+def test_dry_run_writes_the_job_body_and_a_missing_key_skips(workspace, capsys):
+    fake = klaviyo(workspace)
+    mart(workspace, (klaviyo_row(i) for i in range(4)))
+
+    assert workspace.ship("run", "klaviyo", "--dry-run") == 0
+
+    (path,) = sorted((workspace.outbox / "klaviyo").glob("*.json"))
+    text = path.read_text()
+    assert KEY not in text
+    body = json.loads(text)
+    assert len(body["data"]["attributes"]["profiles"]["data"]) == 4
+    assert fake.requests == []
+
+    workspace.monkeypatch.delenv("KLAVIYO_API_KEY")
+    workspace.meta()
+    workspace.meta_mart([])
+    capsys.readouterr()
+    assert workspace.ship("run", "meta", "klaviyo") == 0
+    skip = [line for line in capsys.readouterr().err.splitlines() if "skipped, set" in line]
+    assert skip == ["klaviyo: skipped, set KLAVIYO_API_KEY to send to Klaviyo."]
+    assert fake.requests == []
+
+
+def test_a_real_subprocess_waits_for_the_job(workspace):
+    fake = klaviyo(workspace)
+    workspace.env(KLAVIYO_POLL_INTERVAL_SECONDS="0.05")
+    mart(workspace, (klaviyo_row(i) for i in range(7)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    result = subprocess.run([sys.executable, "-m", "shipper", "run", "klaviyo"], env=env,
+                            cwd=workspace.root, capture_output=True, text=True, timeout=60,
+                            check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert "klaviyo" in result.stdout and "ok" in result.stdout
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(7))
+    assert "customer1@example.com" not in result.stdout + result.stderr
