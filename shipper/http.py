@@ -133,6 +133,19 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def wait_from_headers(headers: Any, now: float) -> float | None:
+    """The wait a response asks for: `Retry-After`, else the rate-limit headers
+    some platforms send instead (Braze: `X-RateLimit-Reset`, a unix time)."""
+    wait = parse_retry_after(headers.get("Retry-After"), now)
+    if wait is None:
+        wait = parse_retry_after(headers.get("X-RateLimit-Retry-After"), now)
+    if wait is None:
+        reset = (headers.get("X-RateLimit-Reset") or "").strip()
+        if reset.isdigit() and int(reset) > 1_000_000_000:
+            wait = max(0.0, int(reset) - now)
+    return wait
+
+
 class RetryingSession:
     """A pooled `requests.Session` with a default timeout, a User-Agent and retries."""
 
@@ -212,8 +225,7 @@ class RetryingSession:
             except requests.exceptions.RequestException as exc:
                 reason = scrub(f"connection failed ({type(exc).__name__}: {_short(exc)})")
             else:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"),
-                                                self._wallclock())
+                retry_after = wait_from_headers(response.headers, self._wallclock())
                 if status == 429 or status >= 500:
                     reason = f"HTTP {status}" + _snippet(payload)
                 else:

@@ -188,3 +188,12 @@ def test_tls_verification_is_never_disabled():
     sources = Path(__file__).resolve().parents[2] / "shipper"
     for path in sources.rglob("*.py"):
         assert "verify=False" not in path.read_text(), path
+
+
+def test_rate_limit_reset_header_is_honoured_when_there_is_no_retry_after():
+    from shipper.http import wait_from_headers
+
+    assert wait_from_headers({"Retry-After": "7"}, now=1_800_000_000.0) == 7.0
+    assert wait_from_headers({"X-RateLimit-Reset": "1800000012"}, now=1_800_000_000.0) == 12.0
+    assert wait_from_headers({"X-RateLimit-Reset": "12"}, now=1_800_000_000.0) is None
+    assert wait_from_headers({}, now=1_800_000_000.0) is None
