@@ -1,0 +1,245 @@
+"""The file loop with a local directory and the outbox: what goes in the files, splitting,
+gzip, the formula guard end to end, dry runs, reruns, --force and the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import duckdb
+
+from tests.files.conftest import (
+    FileTests,
+    criteo_row,
+    pinterest_row,
+    read_rows,
+    snapchat_row,
+)
+
+NAME = re.compile(r"(?P<dest>[a-z_]+)_(?P<as_of>\d{4}-\d{2}-\d{2})_(?P<run>\d{8}T\d{6}Z-[0-9a-f]{6})"
+                  r"(?:_part(?P<part>\d{3}))?\.csv(?:\.gz)?")
+
+
+def test_dry_run_writes_the_file_into_the_outbox_and_marks_nothing(files: FileTests, capsys):
+    files.mart("criteo", [criteo_row(1, 1), criteo_row(1, 2), criteo_row(2, 1)])
+
+    assert files.ship("run", "criteo", "--dry-run") == 0
+
+    (path,) = sorted((files.ws.outbox / "criteo").iterdir())
+    assert NAME.fullmatch(path.name).group("dest") == "criteo"
+    rows = read_rows(path)
+    assert rows[0] == ["event_id", "event_timestamp", "user_email", "event_item_id",
+                       "event_item_price", "event_item_quantity", "event_currency", "store_id"]
+    assert [row[0] for row in rows[1:]] == ["evt-00001", "evt-00001", "evt-00002"]
+    assert files.statuses("criteo") == {}
+    assert files.files_table("criteo") == []
+    with files.ws.ledger() as ledger:
+        (run,) = ledger.recent_runs(["criteo"])
+    assert (run["mode"], run["rows_sent"], run["rows_accepted"]) == ("dry_run", 3, 0)
+    out = capsys.readouterr().out
+    assert "criteo files:" in out and path.name in out
+
+    # The next dry run writes the same rows again: nothing was delivered.
+    assert files.ship("run", "criteo", "--dry-run") == 0
+    assert len(list((files.ws.outbox / "criteo").iterdir())) == 2
+
+
+def test_no_credentials_means_skipped_with_one_line_naming_the_variables(files: FileTests,
+                                                                        capsys):
+    files.mart("criteo", [criteo_row(1)])
+    files.env(CRITEO_SFTP_HOST="127.0.0.1", CRITEO_SFTP_USER="nobody", META_ACCESS_TOKEN="x" * 20)
+    files.ws.meta_mart([])
+    assert files.ship("run", "criteo", "meta") == 0
+    err = capsys.readouterr().err
+    skip = [line for line in err.splitlines() if "skipped, set" in line]
+    assert skip == [("criteo: skipped, set CRITEO_SFTP_PASSWORD or CRITEO_SFTP_KEY_PATH (or "
+                     "the key itself in CRITEO_SFTP_PRIVATE_KEY) to send to Criteo.")]
+    assert files.statuses("criteo") == {}
+
+
+def test_directory_delivery_records_files_and_rows_and_a_rerun_sends_nothing(files: FileTests,
+                                                                             capsys):
+    target = files.directory("pinterest_file")
+    files.mart("pinterest_file", [pinterest_row(index) for index in range(5)])
+
+    assert files.ship("run", "pinterest_file") == 0
+
+    (name,) = files.listing(target)  # no temporary file left behind
+    path = target / name
+    rows = read_rows(path)
+    assert rows[0] == ["email", "event_time", "event_type", "value", "currency", "order_id",
+                       "quantity"]
+    first = pinterest_row(0)
+    assert rows[1] == [first["em"], str(first["event_time"]), "checkout", first["value"], "USD",
+                       "SO-0", "1"]
+    (record,) = files.files_table("pinterest_file")
+    assert record["status"] == "delivered"
+    assert record["rows"] == 5
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["bytes"] == path.stat().st_size
+    assert record["location"] == str(path)
+    assert files.statuses("pinterest_file") == {"delivered": 5}
+    assert "delivered" in capsys.readouterr().out
+
+    # A rerun finds every row delivered: no new file, all skipped.
+    assert files.ship("run", "pinterest_file") == 0
+    assert files.listing(target) == [name]
+    with files.ws.ledger() as ledger:
+        latest = ledger.recent_runs(["pinterest_file"])[0]
+    assert (latest["rows_read"], latest["rows_skipped"], latest["rows_sent"]) == (5, 5, 0)
+
+    # New rows go in a new file of their own, under a new name.
+    files.mart("pinterest_file", [pinterest_row(index) for index in range(7)])
+    assert files.ship("run", "pinterest_file") == 0
+    names = files.listing(target)
+    assert len(names) == 2
+    newest = next(n for n in names if n != name)
+    assert [row[5] for row in read_rows(target / newest)[1:]] == ["SO-5", "SO-6"]
+
+
+def test_force_writes_every_row_again_in_a_new_file(files: FileTests):
+    target = files.directory("snapchat_file")
+    files.mart("snapchat_file", [snapchat_row(index) for index in range(3)])
+    assert files.ship("run", "snapchat_file") == 0
+    assert files.ship("run", "snapchat_file") == 0
+    assert len(files.listing(target)) == 1
+
+    assert files.ship("run", "snapchat_file", "--force") == 0
+
+    first, second = (target / name for name in files.listing(target))
+    assert read_rows(first) == read_rows(second)
+    assert [record["status"] for record in files.files_table("snapchat_file")] == [
+        "delivered", "delivered"]
+    assert files.statuses("snapchat_file") == {"delivered": 3}
+
+
+def test_the_same_content_is_not_uploaded_twice_without_force(files: FileTests, capsys):
+    target = files.directory("criteo")
+    files.mart("criteo", [criteo_row(1), criteo_row(2)])
+    assert files.ship("run", "criteo") == 0
+    # The deliveries vanish (someone cleared them): the rows are pending again, but the
+    # file they make is byte for byte one already delivered.
+    with duckdb.connect(str(files.ws.ledger_path)) as con:
+        con.execute("delete from deliveries")
+    assert files.ship("run", "criteo") == 0
+    assert len(files.listing(target)) == 1
+    assert [record["status"] for record in files.files_table("criteo")] == [
+        "delivered", "duplicate"]
+    assert files.statuses("criteo") == {"delivered": 2}
+    assert "not uploaded again" in capsys.readouterr().err
+
+
+def test_a_file_is_split_at_the_row_limit(files: FileTests):
+    target = files.directory("pinterest_file")
+    files.env(PINTEREST_FILE_MAX_ROWS_PER_FILE="3")
+    files.mart("pinterest_file", [pinterest_row(index) for index in range(8)])
+
+    assert files.ship("run", "pinterest_file") == 0
+
+    names = files.listing(target)
+    assert [NAME.fullmatch(name).group("part") for name in names] == ["001", "002", "003"]
+    assert len({NAME.fullmatch(name).group("run") for name in names}) == 1
+    bodies = [read_rows(target / name) for name in names]
+    assert [len(body) - 1 for body in bodies] == [3, 3, 2]
+    assert all(body[0][0] == "email" for body in bodies)  # every part has the header
+    assert [row[5] for body in bodies for row in body[1:]] == [f"SO-{i}" for i in range(8)]
+    records = files.files_table("pinterest_file")
+    assert [(record["part"], record["rows"], record["status"]) for record in records] == [
+        (1, 3, "delivered"), (2, 3, "delivered"), (3, 2, "delivered")]
+
+
+def test_criteo_lines_of_one_order_stay_in_one_file(files: FileTests):
+    target = files.directory("criteo")
+    files.env(CRITEO_MAX_ROWS_PER_FILE="3")
+    # Orders of 2, 2 and 3 lines: the second order does not fit beside the first.
+    rows = [criteo_row(1, 1), criteo_row(1, 2), criteo_row(2, 1), criteo_row(2, 2),
+            criteo_row(3, 1), criteo_row(3, 2), criteo_row(3, 3)]
+    files.mart("criteo", rows)
+    assert files.ship("run", "criteo") == 0
+    bodies = [read_rows(target / name)[1:] for name in files.listing(target)]
+    assert [[row[0] for row in body] for body in bodies] == [
+        ["evt-00001", "evt-00001"], ["evt-00002", "evt-00002"],
+        ["evt-00003", "evt-00003", "evt-00003"]]
+
+
+def test_gzip_files_decompress_to_the_csv(files: FileTests):
+    target = files.directory("criteo")
+    files.env(CRITEO_GZIP="true")
+    files.mart("criteo", [criteo_row(order) for order in range(20)])
+    assert files.ship("run", "criteo") == 0
+    (name,) = files.listing(target)
+    assert name.endswith(".csv.gz")
+    rows = read_rows(target / name)
+    assert len(rows) == 21
+    (record,) = files.files_table("criteo")
+    assert record["sha256"] == hashlib.sha256((target / name).read_bytes()).hexdigest()
+
+
+def test_formula_injection_is_neutralised_and_numbers_stay_numbers(files: FileTests):
+    target = files.directory("snapchat_file")
+    files.mart("snapchat_file", [
+        snapchat_row(1, transaction_id='=HYPERLINK("http://evil","x")', item_ids="+sku;-1",
+                     price="-5.00"),
+        snapchat_row(2, transaction_id="@SUM(A1:A9)", item_ids="\tsku"),
+        snapchat_row(3, transaction_id="SO-3\nsecond line, with comma", item_ids='a "b"'),
+    ])
+    assert files.ship("run", "snapchat_file") == 0
+    (name,) = files.listing(target)
+    header, *rows = read_rows(target / name)
+    cells = [dict(zip(header, row, strict=True)) for row in rows]
+    assert cells[0]["transaction_id"] == "'=HYPERLINK(\"http://evil\",\"x\")"
+    assert cells[0]["item_ids"] == "'+sku;-1"
+    assert cells[0]["price"] == "-5.00"  # numeric column: a number, not text
+    assert cells[1]["transaction_id"] == "'@SUM(A1:A9)"
+    assert cells[1]["item_ids"] == "'\tsku"
+    assert cells[2]["transaction_id"] == "SO-3\nsecond line, with comma"
+    assert cells[2]["item_ids"] == 'a "b"'
+
+
+def test_invalid_rows_are_rejected_with_a_reason_and_left_out(files: FileTests, capsys):
+    target = files.directory("pinterest_file")
+    files.mart("pinterest_file", [
+        pinterest_row(1),
+        pinterest_row(2, em=None),
+        pinterest_row(3, value="=1+2"),
+        pinterest_row(4, event_time=1),
+    ])
+    assert files.ship("run", "pinterest_file") == 1
+    (name,) = files.listing(target)
+    assert [row[5] for row in read_rows(target / name)[1:]] == ["SO-1"]
+    with files.ws.ledger() as ledger:
+        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections()}
+    assert reasons == {
+        "evt-00002": "em is not a 64-character lower-case hex SHA-256",
+        "evt-00003": "value is not a number",
+        "evt-00004": "event_time is older than 30 days",
+    }
+
+
+def test_headers_renamed_in_the_config_file(files: FileTests):
+    target = files.directory("pinterest_file")
+    config = files.ws.config_path
+    config.write_text(config.read_text() + '\n[destinations.pinterest_file]\n'
+                      'headers = ["order_id=Order ID", "quantity="]\n')
+    files.mart("pinterest_file", [pinterest_row(1)])
+    assert files.ship("run", "pinterest_file") == 0
+    (name,) = files.listing(target)
+    assert read_rows(target / name)[0] == ["email", "event_time", "event_type", "value",
+                                           "currency", "Order ID"]
+
+
+def test_file_names_carry_the_configured_as_of_and_prefix(files: FileTests):
+    target = files.directory("criteo")
+    files.env(CRITEO_AS_OF="2026-11-28", CRITEO_FILE_PREFIX="acme_offline_sales")
+    files.mart("criteo", [criteo_row(1)])
+    assert files.ship("run", "criteo") == 0
+    (name,) = files.listing(target)
+    assert name.startswith("acme_offline_sales_2026-11-28_")
+
+
+def test_a_missing_directory_setting_is_a_clear_problem(files: FileTests, capsys):
+    files.env(CRITEO_TRANSPORT="directory")
+    files.mart("criteo", [criteo_row(1)])
+    assert files.ship("run", "criteo") == 2
+    assert "set CRITEO_DIRECTORY or directory under [destinations.criteo]" in \
+        capsys.readouterr().out
