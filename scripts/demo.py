@@ -98,13 +98,14 @@ def summarize(duckdb_path: Path) -> None:
         )
 
 
-def ship_dry_run(duckdb_path: Path) -> int:
+def ship_dry_run(duckdb_path: Path, as_of: str) -> int:
     sys.path.insert(0, str(PROJECT_DIR))
     from shipper import cli
 
-    print(f"\nship run --dry-run --outbox {OUTBOX.relative_to(PROJECT_DIR)}")
+    print(f"\nship run --dry-run --outbox {OUTBOX.relative_to(PROJECT_DIR)} --as-of {as_of}")
     os.environ["DUCKDB_PATH"] = str(duckdb_path)
-    return cli.main(["run", "--dry-run", "--outbox", str(OUTBOX)])
+    # Judge event age as of the demo's as_of, so the bundled data stays valid as it ages.
+    return cli.main(["run", "--dry-run", "--outbox", str(OUTBOX), "--as-of", as_of])
 
 
 def main() -> int:
@@ -114,7 +115,7 @@ def main() -> int:
         print("\ndbt build failed: see the errors above.", file=sys.stderr)
         return 2
     summarize(duckdb_path)
-    shipped = ship_dry_run(duckdb_path)
+    shipped = ship_dry_run(duckdb_path, as_of)
     # In dry-run, exit 1 only means some rows failed validation (listed in the
     # summary above); the demo itself succeeded.
     return 0 if shipped in (0, 1) else shipped

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log every retry and split")
     names = ", ".join(destinations.known_names())
 
+    as_of_help = ("judge event age as of this UTC date or time (YYYY-MM-DD[THH:MM:SS]) "
+                  "instead of now, to check or rehearse a build made for that as_of; "
+                  "only with a dry run, since platforms judge by the real clock")
+
     parser = argparse.ArgumentParser(
         prog="ship",
         description="Send the dbt marts to ad platforms and record every delivery in a ledger.",
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write request bodies to the outbox instead of sending them")
     run.add_argument("--outbox", metavar="DIR",
                      help="where --dry-run writes bodies (default: outbox_dir in the config)")
+    run.add_argument("--as-of", metavar="WHEN", type=_as_of, help=as_of_help)
     run.add_argument("--force", action="store_true",
                      help="file destinations: write and upload every mart row again, "
                           "even rows and files already delivered")
@@ -118,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("destinations", nargs="*", metavar="DESTINATION",
                           help="destinations to check (default: every enabled one)")
+    validate.add_argument("--as-of", metavar="WHEN", type=_as_of, help=as_of_help.split("; only")[0])
     validate.set_defaults(command=cmd_validate)
     return parser
 
@@ -147,6 +153,11 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
                 require(name, config.settings_for(name), cls.required_settings, where)
     _check_ledger_is_not_the_mart(config)
 
+    if args.as_of is not None and not dry_run:
+        raise ConfigError("--as-of only goes with a dry run: platforms judge event age by the "
+                          "real clock, so drop --as-of to send.")
+    _check_one_path_per_platform(classes, credentials, dry_run)
+    event_clock = hooks.wallclock if args.as_of is None else (lambda: args.as_of)
     run_id = new_run_id(hooks.wallclock)
     source = source_from_settings(config.ship)
     if isinstance(source, DuckDBSource) and not source.path.is_file():
@@ -171,7 +182,7 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
                     log.info("%s: %s is not set; the dry-run bodies are written anyway", name,
                              ", ".join(missing))
             destination = cls(settings, None if dry_run else credentials[name],
-                              now=hooks.wallclock)
+                              now=event_clock)
             if isinstance(destination, FileDestination):
                 reports.append(ship_files(
                     destination, ledger=ledger, source=source, run_id=run_id,
@@ -219,6 +230,35 @@ def _credentials(cls: type[destinations.Destination], name: str,
     if from_env is not None:
         return from_env(config.settings_for(name), config.env)
     return config.secrets_for(cls.credential_env)
+
+
+def _as_of(text: str) -> float:
+    """argparse type of --as-of: a UTC date or date-time, as unix seconds."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-28") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+# Destinations that deliver the same mart to one platform by two paths; sending
+# both live would count every sale twice there.
+ALTERNATIVE_PATHS = (("pinterest", "pinterest_file"), ("snapchat", "snapchat_file"))
+
+
+def _check_one_path_per_platform(classes: dict[str, Any], credentials: dict[str, Any],
+                                 dry_run: bool) -> None:
+    if dry_run:
+        return
+    for first, second in ALTERNATIVE_PATHS:
+        if all(classes.get(n) is not None and credentials.get(n) is not None
+               for n in (first, second)):
+            raise ConfigError(
+                f"{first} and {second} would both send the same conversions and count every "
+                f"sale twice: disable one of them in shipper.toml "
+                f"({second.upper()}_ENABLED=false or {first.upper()}_ENABLED=false).")
 
 
 def new_run_id(wallclock: Any) -> str:
@@ -314,7 +354,8 @@ def cmd_validate(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
         for name in names:
             cls = destinations.get(name)
             assert cls is not None
-            destination = cls(config.settings_for(name), None, now=hooks.wallclock)
+            clock = hooks.wallclock if args.as_of is None else (lambda: args.as_of)
+            destination = cls(config.settings_for(name), None, now=clock)
             try:
                 relation = source.relation(con, destination.settings.mart)
                 check_columns(con, relation, destination.settings.mart, destination.columns)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,30 @@ def test_progress_is_plain_lines_elsewhere(caplog):
         "meta: 3 read, 0 skipped, 0 sent, 0 accepted, 0 rejected, 0 failed",
         "meta: 5 read, 0 skipped, 0 sent, 0 accepted, 0 rejected, 0 failed",
     ]
+
+
+def test_as_of_judges_event_age_at_that_time_in_a_dry_run(workspace, capsys):
+    # A build made for as_of 30 days ago: its events are 31 days old today.
+    workspace.meta_mart(meta_row(i, age_seconds=31 * DAY) for i in range(5))
+    assert workspace.ship("validate", "meta") == 1
+    assert "older than 7 days" in capsys.readouterr().out
+    thirty_days_ago = dt.datetime.fromtimestamp(time.time() - 30 * DAY, dt.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S")
+    assert workspace.ship("validate", "meta", "--as-of", thirty_days_ago) == 0
+    assert workspace.ship("run", "meta", "--dry-run", "--as-of", thirty_days_ago) == 0
+    assert len(list((workspace.outbox / "meta").glob("*.json"))) == 1
+
+
+def test_as_of_is_refused_for_a_live_run(workspace, capsys):
+    workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(3))
+    assert workspace.ship("run", "meta", "--as-of", "2026-01-01") == 2
+    assert "--as-of only goes with a dry run" in capsys.readouterr().err
+
+
+def test_both_pinterest_paths_live_is_refused(workspace, capsys):
+    workspace.env(PINTEREST_ACCESS_TOKEN="token", PINTEREST_AD_ACCOUNT_ID="549755885175",
+                  PINTEREST_FILE_TRANSPORT="directory",
+                  PINTEREST_FILE_DIRECTORY=str(workspace.root / "drop"))
+    assert workspace.ship("run", "pinterest", "pinterest_file") == 2
+    assert "count every sale twice" in capsys.readouterr().err
