@@ -4,6 +4,7 @@ mart holds and what was set aside, then ship in dry-run into outbox/."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -101,6 +102,9 @@ def summarize(duckdb_path: Path) -> None:
 def ship_dry_run(duckdb_path: Path, as_of: str) -> int:
     sys.path.insert(0, str(PROJECT_DIR))
     from shipper import cli
+
+    # dbt left a root log handler behind in this process; `ship` prints its own lines.
+    logging.getLogger().handlers.clear()
 
     print(f"\nship run --dry-run --outbox {OUTBOX.relative_to(PROJECT_DIR)} --as-of {as_of}")
     os.environ["DUCKDB_PATH"] = str(duckdb_path)
