@@ -235,7 +235,7 @@ def _credentials(cls: type[destinations.Destination], name: str,
 def _as_of(text: str) -> float:
     """argparse type of --as-of: a UTC date or date-time, as unix seconds."""
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-28") from None
     if when.tzinfo is None:

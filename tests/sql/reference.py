@@ -23,7 +23,7 @@ WHITESPACE = (
 _WS_CLASS = "".join(re.escape(c) for c in sorted(WHITESPACE))
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _EMAIL = re.compile(rf"[^@{_WS_CLASS}]+@[^@.{_WS_CLASS}]+(?:\.[^@.{_WS_CLASS}]+)+")
-_EXTENSION = re.compile(rf"[{_WS_CLASS}]*(?:ext(?:ension)?\.?|x|#)[{_WS_CLASS}]*[0-9]+$", re.I)
+_EXTENSION = re.compile(rf"[{_WS_CLASS}]*(?:ext(?:ension)?\.?|x|#)[{_WS_CLASS}]*[0-9]+$", re.IGNORECASE)
 _E164_DIGITS = re.compile(r"1[2-9][0-9]{9}|[2-9][0-9]{7,14}")
 
 

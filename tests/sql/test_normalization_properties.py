@@ -54,10 +54,8 @@ def sql_rules(dbt_project):
     connection.close()
 
 
-COUNTRIES = {
-    row["alpha2"]: row
-    for row in csv.DictReader(open(PROJECT_DIR / "seeds" / "country_codes.csv", encoding="utf-8"))
-}
+with open(PROJECT_DIR / "seeds" / "country_codes.csv", encoding="utf-8") as seed:
+    COUNTRIES = {row["alpha2"]: row for row in csv.DictReader(seed)}
 
 whitespace = st.sampled_from(sorted(reference.WHITESPACE))
 padding = st.text(alphabet=whitespace, max_size=3)
