@@ -96,3 +96,21 @@ def test_a_missing_raw_table_fails_with_one_clear_sentence(tmp_path):
     assert not result.success
     messages = " ".join(str(r.message) for r in (result.result or [])) + str(result.exception or "")
     assert "No raw table 'orders'" in messages
+
+
+def test_docs_generate_shows_one_exposure_per_destination(built_fixture, dbt_project):
+    import json
+
+    result = dbt_project.invoke("docs", "generate")
+    assert result.success, result.exception
+    manifest = json.loads((dbt_project.workdir / "target" / "manifest.json").read_text())
+    exposures = {e["name"]: e for e in manifest["exposures"].values()}
+    assert set(exposures) == {
+        "meta", "tiktok", "the_trade_desk", "google_ads", "pinterest",
+        "snapchat", "criteo", "braze", "klaviyo",
+    }
+    for exposure in exposures.values():
+        assert exposure["type"] == "application"
+        assert exposure["depends_on"]["nodes"], exposure["name"]
+    catalog = json.loads((dbt_project.workdir / "target" / "catalog.json").read_text())
+    assert "model.offline_conversions.meta_conversions" in catalog["nodes"]
