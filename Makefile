@@ -10,7 +10,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_PROFILES_DIR := $(CURDIR)
 export DUCKDB_PATH ?= $(CURDIR)/offline_conversions.duckdb
 
-.PHONY: demo test setup lint clean
+.PHONY: demo test setup lint clean setup-spark test-spark
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,23 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not spark"
+
+# The same project on Apache Spark (dbt-spark's session method, a local
+# pyspark; Java 17 from the system) in a venv of its own: builds the fixture
+# data on Spark and on DuckDB and checks that the marts are identical.
+SPARK_VENV := .venv-spark
+SPARK_BIN := $(SPARK_VENV)/bin
+
+setup-spark: $(SPARK_VENV)/.installed
+
+$(SPARK_VENV)/.installed: requirements-spark.lock requirements.lock
+	$(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_BIN)/pip install --quiet --disable-pip-version-check -r requirements-spark.lock
+	touch $@
+
+test-spark: setup-spark
+	SPARK_LOCAL_IP=127.0.0.1 $(SPARK_BIN)/python -m pytest -q -m spark tests/spark
 
 lint: setup
 	$(BIN)/ruff check shipper tests scripts bench

@@ -10,8 +10,8 @@
 #}
 {% macro keep_if_hashed(expression, normalized) -%}
     case
-        when {{ offline_conversions.is_sha256_hex('lower(' ~ offline_conversions.trim_whitespace(expression) ~ ')') }}
-            then lower({{ offline_conversions.trim_whitespace(expression) }})
+        when {{ offline_conversions.is_sha256_hex(offline_conversions.lower_text(offline_conversions.trim_whitespace(expression))) }}
+            then {{ offline_conversions.lower_text(offline_conversions.trim_whitespace(expression)) }}
         else {{ normalized }}
     end
 {%- endmacro %}
@@ -19,6 +19,6 @@
 {# Letters (any script) and combining marks only, lower-case, NFC; empty is NULL. #}
 {% macro letters_only(expression) -%}
     nullif({{ offline_conversions.regexp_replace_all(
-        'lower(' ~ offline_conversions.unicode_nfc(offline_conversions.trim_whitespace(expression)) ~ ')',
+        offline_conversions.lower_text(offline_conversions.unicode_nfc(offline_conversions.trim_whitespace(expression))),
         '[^\\p{L}\\p{M}]', '') }}, '')
 {%- endmacro %}

@@ -12,7 +12,7 @@
 {% macro normalize_state(expression) -%}
     {{ offline_conversions.keep_if_hashed(expression,
         "nullif(" ~ offline_conversions.regexp_replace_all(
-            'lower(' ~ offline_conversions.unicode_nfc(offline_conversions.trim_whitespace(expression)) ~ ')',
+            offline_conversions.lower_text(offline_conversions.unicode_nfc(offline_conversions.trim_whitespace(expression))),
             '[^\\p{L}\\p{M}0-9]', '') ~ ", '')") }}
 {%- endmacro %}
 
@@ -23,7 +23,7 @@
     country_alpha2 is the lower-case country code.
 #}
 {% macro normalize_zip(expression, country_alpha2) -%}
-    {%- set compact = dbt.split_part('lower(' ~ offline_conversions.strip_whitespace(expression) ~ ')', "'-'", 1) -%}
+    {%- set compact = dbt.split_part(offline_conversions.lower_text(offline_conversions.strip_whitespace(expression)), "'-'", 1) -%}
     {{ offline_conversions.keep_if_hashed(expression,
         "case
             when " ~ country_alpha2 ~ " = 'us' then
@@ -38,7 +38,7 @@
     country_aliases): lower-case, dots dropped, inner whitespace as one space.
 #}
 {% macro country_lookup_key(expression) -%}
-    nullif(lower({{ offline_conversions.regexp_replace_all(
+    nullif({{ offline_conversions.lower_text(offline_conversions.regexp_replace_all(
         "replace(" ~ offline_conversions.trim_whitespace(expression) ~ ", '.', '')",
-        offline_conversions.whitespace_class() ~ '+', ' ') }}), '')
+        offline_conversions.whitespace_class() ~ '+', ' ')) }}, '')
 {%- endmacro %}

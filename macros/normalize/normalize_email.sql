@@ -5,7 +5,7 @@
 #}
 {% macro normalize_email(expression) -%}
     {%- set ws = '\\s\\x{0b}\\x{1c}-\\x{1f}\\x{85}\\p{Z}\\x{200b}\\x{feff}' -%}
-    {%- set candidate = 'lower(' ~ offline_conversions.trim_whitespace(expression) ~ ')' -%}
+    {%- set candidate = offline_conversions.lower_text(offline_conversions.trim_whitespace(expression)) -%}
     {{ offline_conversions.keep_if_hashed(expression,
         'case when ' ~ offline_conversions.regexp_full_match(candidate,
             '[^@' ~ ws ~ ']+@[^@.' ~ ws ~ ']+(?:\\.[^@.' ~ ws ~ ']+)+')

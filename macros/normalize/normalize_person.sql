@@ -19,7 +19,7 @@
 
 {# Gender as 'f' or 'm'; anything else is NULL. #}
 {% macro normalize_gender(expression) -%}
-    {%- set value = 'lower(' ~ offline_conversions.trim_whitespace(expression) ~ ')' -%}
+    {%- set value = offline_conversions.lower_text(offline_conversions.trim_whitespace(expression)) -%}
     {{ offline_conversions.keep_if_hashed(expression,
         "case
             when " ~ value ~ " in ('f', 'female', 'w', 'woman') then 'f'
@@ -30,5 +30,5 @@
 
 {# The brand's own customer id, trimmed; it is hashed like any identifier. #}
 {% macro normalize_external_id(expression) -%}
-    {{ offline_conversions.trim_whitespace('cast(' ~ expression ~ ' as varchar)') }}
+    {{ offline_conversions.trim_whitespace('cast(' ~ expression ~ ' as ' ~ offline_conversions.text_type() ~ ')') }}
 {%- endmacro %}

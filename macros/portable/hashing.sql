@@ -11,6 +11,11 @@
     sha256({{ expression }})
 {%- endmacro %}
 
+{# Spark's sha2 hashes the UTF-8 bytes and writes lower-case hex already. #}
+{% macro spark__sha256_hex(expression) -%}
+    sha2({{ expression }}, 256)
+{%- endmacro %}
+
 
 {# Base64 of a hex string's bytes (UID2 wants base64 of the SHA-256 digest). #}
 {% macro hex_to_base64(expression) -%}
@@ -23,6 +28,10 @@
 
 {% macro duckdb__hex_to_base64(expression) -%}
     to_base64(unhex({{ expression }}))
+{%- endmacro %}
+
+{% macro spark__hex_to_base64(expression) -%}
+    base64(unhex({{ expression }}))
 {%- endmacro %}
 
 

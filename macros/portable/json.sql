@@ -21,15 +21,22 @@
     ) order by {{ order_by }})) as varchar)
 {%- endmacro %}
 
+{#
+    Spark: collect_list has no ORDER BY, so (sort key, object) pairs are
+    sorted and the objects kept. to_json leaves out NULL fields unless told
+    not to; DuckDB writes them as null, and so does this. Both write the
+    same compact text: no spaces, keys in the order given, decimals with
+    their scale (50.00), strings as UTF-8 with " and \ escaped.
+#}
 {% macro spark__json_array_agg(fields, order_by) -%}
     to_json(transform(
-        array_sort(collect_list(struct({{ order_by }} as sort_key, named_struct(
+        array_sort(collect_list(struct(struct({{ order_by }}) as sort_key, named_struct(
             {%- for key, expression in fields %}
             '{{ key }}', {{ expression }}{{ "," if not loop.last }}
             {%- endfor %}
         ) as item))),
         entry -> entry.item
-    ))
+    ), map('ignoreNullFields', 'false'))
 {%- endmacro %}
 
 
@@ -49,7 +56,7 @@
 
 {% macro spark__json_string_array_agg(expression, order_by) -%}
     to_json(transform(
-        array_sort(collect_list(struct({{ order_by }} as sort_key, cast({{ expression }} as string) as item))),
+        array_sort(collect_list(struct(struct({{ order_by }}) as sort_key, cast({{ expression }} as string) as item))),
         entry -> entry.item
     ))
 {%- endmacro %}

@@ -17,7 +17,7 @@
 
 {% macro spark__ordered_string_agg(expression, delimiter, order_by) -%}
     array_join(transform(
-        array_sort(collect_list(struct({{ order_by }} as sort_key, cast({{ expression }} as string) as item))),
+        array_sort(collect_list(struct(struct({{ order_by }}) as sort_key, cast({{ expression }} as string) as item))),
         entry -> entry.item
     ), '{{ delimiter }}')
 {%- endmacro %}

@@ -14,8 +14,16 @@
     '{{ pattern | replace("'", "''") }}'
 {%- endmacro %}
 
+{#
+    Spark: a backslash in a string literal is an escape, so it is doubled, and
+    a quote is written \'. The pattern is a Java regex, which reads this
+    syntax as RE2 does, but for two things: `.` stops at \r, NEL and the
+    line and paragraph separators unless UNIX_LINES, (?d), is on (RE2's `.`
+    stops at \n only), and `$` also matches before a final \n (full matches
+    end with \z instead).
+#}
 {% macro spark__regex_literal(pattern) -%}
-    '{{ pattern | replace("\\", "\\\\") | replace("'", "\\'") }}'
+    '{{ ('(?d)' ~ pattern) | replace("\\", "\\\\") | replace("'", "\\'") }}'
 {%- endmacro %}
 
 
@@ -29,6 +37,12 @@
 
 {% macro duckdb__regexp_replace_all(expression, pattern, replacement) -%}
     regexp_replace({{ expression }}, {{ offline_conversions.regex_literal(pattern) }}, '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{# Spark's regexp_replace replaces every match (its 4th argument is a start position); $ and \ are special in a Java replacement. #}
+{% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
+    {%- set java_replacement = replacement | replace("\\", "\\\\") | replace("$", "\\$") -%}
+    regexp_replace({{ expression }}, {{ offline_conversions.regex_literal(pattern) }}, '{{ java_replacement | replace("\\", "\\\\") | replace("'", "\\'") }}')
 {%- endmacro %}
 
 
@@ -46,7 +60,7 @@
 {%- endmacro %}
 
 {% macro spark__regexp_full_match(expression, pattern) -%}
-    ({{ expression }} rlike {{ offline_conversions.regex_literal('^(?:' ~ pattern ~ ')$') }})
+    ({{ expression }} rlike {{ offline_conversions.regex_literal('^(?:' ~ pattern ~ ')\\z') }})
 {%- endmacro %}
 
 

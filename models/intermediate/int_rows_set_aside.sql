@@ -39,7 +39,7 @@ orders_without_id as (
 
     select
         'orders' as source_table,
-        cast(null as varchar) as record_key,
+        cast(null as {{ dbt.type_string() }}) as record_key,
         'missing_order_id' as reason,
         'customer_id=' || coalesce(customer_id, '') || ' ordered_at=' || coalesce(ordered_at_text, '') as detail
     from orders
@@ -57,7 +57,7 @@ unusable_orders as (
             when 'unparseable_ordered_at' then 'ordered_at=' || coalesce(ordered_at_text, '')
             when 'ordered_at_in_future' then 'ordered_at=' || coalesce(ordered_at_text, '')
             when 'unknown_currency' then 'currency=' || coalesce(currency, '')
-            when 'negative_total_on_completed_order' then 'item total=' || cast(raw_total as varchar)
+            when 'negative_total_on_completed_order' then 'item total=' || cast(raw_total as {{ dbt.type_string() }})
         end as detail
     from orders_netted
     where set_aside_reason is not null
@@ -88,7 +88,7 @@ items_without_order as (
 
     select
         'order_items' as source_table,
-        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as varchar), '') as record_key,
+        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as {{ dbt.type_string() }}), '') as record_key,
         'item_without_order' as reason,
         'product_id=' || coalesce(order_items.product_id, '') as detail
     from order_items
@@ -102,7 +102,7 @@ unreadable_items as (
 
     select
         'order_items' as source_table,
-        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as varchar), '') as record_key,
+        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as {{ dbt.type_string() }}), '') as record_key,
         'unreadable_item_line' as reason,
         'product_id=' || coalesce(product_id, '') as detail
     from order_items
@@ -119,9 +119,9 @@ customers_without_id as (
 
     select
         'customers' as source_table,
-        cast(null as varchar) as record_key,
+        cast(null as {{ dbt.type_string() }}) as record_key,
         'missing_customer_id' as reason,
-        cast(null as varchar) as detail
+        cast(null as {{ dbt.type_string() }}) as detail
     from customers
     where customer_id is null
 
@@ -133,7 +133,7 @@ superseded_customers as (
         'customers' as source_table,
         customer_id as record_key,
         'superseded_by_newer_version' as reason,
-        'versions=' || cast(count(*) as varchar) as detail
+        'versions=' || cast(count(*) as {{ dbt.type_string() }}) as detail
     from customers
     where customer_id is not null
     group by customer_id
