@@ -9,11 +9,13 @@ retry, credentials the platform refused).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import gc
 import logging
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +169,8 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
         )
     progress = Progress(interval=config.ship.progress_interval_seconds)
     reports: list[DestinationReport] = []
-    with Ledger.open(config.ship.ledger_path, config.ship.duckdb_memory_limit) as ledger:
+    with (Ledger.open(config.ship.ledger_path, config.ship.duckdb_memory_limit) as ledger,
+          _rare_cycle_collection()):
         for name, cls in classes.items():
             assert cls is not None
             if not dry_run and credentials[name] is None:
@@ -200,6 +203,23 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
     if dry_run:
         print(f"dry run: request bodies are in {outbox_dir}; nothing was sent.")
     return max((report.exit_code for report in reports), default=0)
+
+
+@contextlib.contextmanager
+def _rare_cycle_collection() -> Iterator[None]:
+    """Run the cycle collector far less often while shipping.
+
+    A run allocates millions of short-lived rows, events and records, none of them in a
+    reference cycle (reference counting frees them). At Python's default threshold the
+    collector runs every 700 allocations, a few rows, and costs about a tenth of a run's
+    CPU for nothing.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def select_destinations(requested: Sequence[str], config: Config) -> list[str]:

@@ -67,7 +67,7 @@ class ShipSettings:
         10_000, "Rows fetched from the mart per record batch; bounds the reader's memory."
     )
     duckdb_memory_limit: str = setting(
-        "512MB", "DuckDB memory limit for reading marts and the ledger; joins spill beyond it."
+        "128MB", "DuckDB memory limit for reading marts and the ledger; joins spill beyond it."
     )
     progress_interval_seconds: float = setting(
         10.0, "Seconds between progress lines when output is not a terminal."

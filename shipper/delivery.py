@@ -5,9 +5,11 @@ read the mart (rows still to handle, per the ledger)
   -> validate (invalid rows are recorded as rejected, never sent)
   -> batch (the destination's batch_size, and its request byte limit if it has one)
   -> send (a thread pool of `concurrency` workers, rate-limited, retried in http.py)
-  -> record the batch's outcome in the ledger, one transaction per batch.
+  -> record the batch's outcome in the ledger, one transaction per batch (the worker
+     that sent it writes it, while the main thread prepares the next rows).
 
-At most `concurrency` batches are in flight at any moment: they are the only
+At most `concurrency` batches are in flight (sent or being sent, not yet
+recorded) at any moment: they are the only
 rows a `kill -9` can cause to be sent twice. A batch the platform refuses as a
 whole (Meta 400, TikTok code != 0) is split in halves, recursively, until the
 bad events are alone and the good ones land.
@@ -358,10 +360,12 @@ class _Shipment:
                 self._settle_next()
         finally:
             if executor is not None:
-                # On an exception (Ctrl-C) record what came back, wait for the rest, record it.
+                # On an exception (Ctrl-C) let the batches in flight finish: their sender
+                # threads record them; count the ones that were recorded.
                 executor.shutdown(wait=True, cancel_futures=True)
                 for future in list(self.in_flight):
-                    if future.done() and not future.cancelled():
+                    if (future.done() and not future.cancelled()
+                            and future.exception() is None):
                         self._settle(future)
 
     def _dispatch(self, batch: list[Item], executor: futures.Executor | None) -> None:
@@ -375,7 +379,25 @@ class _Shipment:
         while len(self.in_flight) >= self.concurrency:
             self._settle_next()
         if not self.report.problem:
-            self.in_flight[executor.submit(self.sender.deliver, batch)] = batch
+            self.in_flight[executor.submit(self._deliver_and_record, batch)] = batch
+
+    def _deliver_and_record(self, batch: list[Item]) -> BatchResult:
+        """Runs in a sender thread: send one batch, then record its outcome there too.
+
+        Recording in the sender thread lets the main thread read and prepare the next
+        rows while DuckDB writes (it releases the GIL); the ledger takes the writes
+        one at a time. A batch still counts as in flight until it is recorded.
+        """
+        assert self.sender is not None
+        try:
+            result = self.sender.deliver(batch)
+        except Exception as exc:  # a bug in a destination module: keep the rows for later
+            log.exception("%s: sending a batch failed unexpectedly", self.name)
+            reason = scrub(f"internal error: {type(exc).__name__}: {exc}")
+            result = BatchResult(_all(batch, "failed", reason, 0), reason)
+        self.ledger.record(self.run_id, self.name, result.records)
+        log.debug("%s: recorded a batch of %d", self.name, len(batch))
+        return result
 
     def _settle_next(self) -> None:
         done, _ = futures.wait(self.in_flight, return_when=futures.FIRST_COMPLETED)
@@ -383,17 +405,14 @@ class _Shipment:
             self._settle(future)
 
     def _settle(self, future: futures.Future[BatchResult]) -> None:
+        """Count a batch its sender thread has recorded; a ledger error is raised here."""
         items = self.in_flight.pop(future)
-        try:
-            result = future.result()
-        except Exception as exc:  # a bug in a destination module: keep the rows for later
-            log.exception("%s: sending a batch failed unexpectedly", self.name)
-            reason = scrub(f"internal error: {type(exc).__name__}: {exc}")
-            result = BatchResult(_all(items, "failed", reason, 0), reason)
+        result = future.result()
         self.counts.sent += len(items)  # every row travelled in at least one request
         self.counts.add(result.records)
-        self.ledger.record(self.run_id, self.name, result.records, self._counts_due())
-        log.debug("%s: recorded a batch of %d", self.name, len(items))
+        counts = self._counts_due()
+        if counts is not None:
+            self.ledger.record(self.run_id, self.name, [], counts)
         if result.fatal and not self.report.problem:
             self.report.problem = result.fatal
             log.error("%s: stopping: %s", self.name, result.fatal)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,11 +102,15 @@ class LedgerError(Exception):
     """The ledger cannot be opened; one sentence saying what to do."""
 
 
+# Built once: json.dumps with options builds a new encoder per call, and a run
+# fingerprints every row.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                   allow_nan=False)
+
+
 def fingerprint(event: Any) -> str:
     """SHA-256 hex of the canonical JSON (sorted keys, no spaces) of a wire payload."""
-    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                           allow_nan=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON.encode(event).encode()).hexdigest()
 
 
 def utcnow() -> dt.datetime:
@@ -149,12 +154,17 @@ class RunCounts:
 
 
 class Ledger:
-    """Read and write the ledger file. One writer connection; readers use cursors of it."""
+    """Read and write the ledger file. One writer connection; readers use cursors of it.
+
+    The writing methods may be called from several threads (each sender thread
+    records the batch it sent); a lock takes them one at a time.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
         self._con = con
         self.path = path
         self.read_only = read_only
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path, memory_limit: str | None = None) -> Ledger:
@@ -204,14 +214,20 @@ class Ledger:
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, destination: str, mode: str) -> None:
-        self._con.execute(
-            "insert into runs (run_id, destination, mode, started_at, status) "
-            "values (?, ?, ?, ?, 'running')",
-            [run_id, destination, mode, utcnow()],
-        )
+        with self._lock:
+            self._con.execute(
+                "insert into runs (run_id, destination, mode, started_at, status) "
+                "values (?, ?, ?, ?, 'running')",
+                [run_id, destination, mode, utcnow()],
+            )
 
     def finish_run(self, run_id: str, destination: str, counts: RunCounts, status: str,
                    message: str | None = None) -> None:
+        with self._lock:
+            self._finish_run(run_id, destination, counts, status, message)
+
+    def _finish_run(self, run_id: str, destination: str, counts: RunCounts, status: str,
+                    message: str | None) -> None:
         self._con.execute("begin transaction")
         try:
             self._update_run(run_id, destination, counts)
@@ -246,22 +262,27 @@ class Ledger:
         if not records and counts is None:
             return
         # The last outcome of a key wins should a mart repeat a key inside one batch.
-        latest = {record.delivery_key: record for record in records}
-        table = pa.Table.from_pylist(
+        latest = list({record.delivery_key: record for record in records}.values())
+        # A failed batch gives its thousand rows one reason: scrub each reason once.
+        errors = {error: scrub(error)[:2000] for error in {r.error for r in latest} if error}
+        # Built column by column: a list per column is far cheaper than a dict per row.
+        table = pa.Table.from_arrays(
             [
-                {
-                    "delivery_key": record.delivery_key,
-                    "fingerprint": record.fingerprint,
-                    "status": record.status,
-                    "rejected_by": record.rejected_by,
-                    "attempts": record.attempts,
-                    "error": scrub(record.error)[:2000] if record.error else None,
-                }
-                for record in latest.values()
+                pa.array([record.delivery_key for record in latest], pa.string()),
+                pa.array([record.fingerprint for record in latest], pa.string()),
+                pa.array([record.status for record in latest], pa.string()),
+                pa.array([record.rejected_by for record in latest], pa.string()),
+                pa.array([record.attempts for record in latest], pa.int32()),
+                pa.array([errors.get(record.error) for record in latest], pa.string()),
             ],
             schema=_RECORD_SCHEMA,
         )
         now = utcnow()
+        with self._lock:
+            self._write_records(table, destination, now, run_id, counts)
+
+    def _write_records(self, table: pa.Table, destination: str, now: dt.datetime, run_id: str,
+                       counts: RunCounts | None) -> None:
         self._con.execute("begin transaction")
         try:
             if table.num_rows:
@@ -311,11 +332,44 @@ class Ledger:
         The keys to handle are staged in a temp table of `con` (it vanishes with
         `con`), so the streaming query joins the mart with that table only. Stream
         the returned SQL on the same `con`.
+
+        Two cases skip the staging, because the streaming query is the one thing in a
+        run that lives long: when the ledger knows none of the mart's keys (a first
+        run) the mart is streamed alone, and when nothing is pending the query reads
+        no row. A long query that joins a temp table, and with it a writable
+        database, keeps DuckDB from checkpointing the ledger until it ends: every
+        batch recorded meanwhile stays in memory (and in the WAL), and the join's
+        hash table grows with the pending rows. Streamed alone, a first run of ten
+        million rows needs no more memory than one of a thousand.
         """
-        staged = quote_identifier(f"pending_{destination}")
         keep = "" if resend_when_changed else (
             "where ledger.status is null or ledger.status <> 'delivered'"
         )
+        ledger_state = ("__ledger_status", "__ledger_fingerprint", "__ledger_rejected_by")
+        selected = ", ".join(f"mart.{quote_identifier(column)}" for column in columns)
+        # One pass over the mart for the counts that decide how to stream it.
+        total, known, delivered = con.execute(
+            f"""
+            select
+                count(*),
+                count(ledger.delivery_key),
+                count(*) filter (where ledger.status = 'delivered')
+            from {relation} as mart
+            left join deliveries as ledger
+                on ledger.destination = $destination
+                and ledger.delivery_key = cast(mart.delivery_key as varchar)
+            """,
+            {"destination": destination},
+        ).fetchall()[0]
+        skipped = 0 if resend_when_changed else int(delivered)
+        if known == 0 or skipped == total:
+            no_state = ", ".join(f"cast(null as varchar) as {column}" for column in ledger_state)
+            # A NULL key never matches in the join below, so it is not streamed here either.
+            where = "false" if skipped == total else "mart.delivery_key is not null"
+            sql = f"select {selected}, {no_state} from {relation} as mart where {where}"
+            return sql, skipped
+
+        staged = quote_identifier(f"pending_{destination}")
         con.execute(
             f"""
             create or replace temp table {staged} as
@@ -332,9 +386,6 @@ class Ledger:
             """,
             {"destination": destination},
         )
-        total = con.execute(f"select count(*) from {relation}").fetchall()[0][0]
-        pending = con.execute(f"select count(*) from temp.{staged}").fetchall()[0][0]
-        selected = ", ".join(f"mart.{quote_identifier(column)}" for column in columns)
         sql = f"""
             select
                 {selected},
@@ -345,7 +396,7 @@ class Ledger:
             join temp.{staged} as pending
                 on pending.delivery_key = cast(mart.delivery_key as varchar)
         """
-        return sql, int(total) - int(pending)
+        return sql, skipped
 
     # -- reading back (ship status, tests) ------------------------------------------------------
 

@@ -64,8 +64,12 @@ class Request:
         return b"" if self.json_body is None else encode_body(self.json_body)
 
 
+# Built once: json.dumps with options builds a new encoder per call.
+_BODY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_body(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _BODY_JSON.encode(body).encode()
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def test_as_of_is_refused_for_a_live_run(workspace, capsys):
 
 
 def test_both_pinterest_paths_live_is_refused(workspace, capsys):
-    workspace.env(PINTEREST_ACCESS_TOKEN="token", PINTEREST_AD_ACCOUNT_ID="549755885175",
+    workspace.env(PINTEREST_ACCESS_TOKEN="pina-test-access-credential", PINTEREST_AD_ACCOUNT_ID="549755885175",
                   PINTEREST_FILE_TRANSPORT="directory",
                   PINTEREST_FILE_DIRECTORY=str(workspace.root / "drop"))
     assert workspace.ship("run", "pinterest", "pinterest_file") == 2

@@ -16,6 +16,7 @@ from shipper.config import DestinationSettings, setting
 from shipper.destinations import base
 from shipper.destinations.base import Destination, Request, Verdict
 from shipper.ledger import DeliveryRecord, Ledger, RunCounts, fingerprint
+from shipper.reader import DuckDBSource
 from tests.fakes import FakeApp, Reply
 from tests.shipper.marts import meta_row, write_mart
 
@@ -67,6 +68,42 @@ def test_record_is_one_transaction_per_batch(tmp_path):
     with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
         (run,) = ledger.recent_runs(["meta"])
         assert run["status"] == "interrupted"  # never finished: the process died
+
+
+def _pending(ledger, mart_path, resend_when_changed=False):
+    cursor = ledger.cursor()
+    try:
+        relation = DuckDBSource(mart_path).relation(cursor, "keys_mart")
+        sql, skipped = ledger.stage_pending(cursor, "meta", relation, ("delivery_key",),
+                                            resend_when_changed)
+        return sorted(cursor.sql(sql).fetchall()), skipped
+    finally:
+        cursor.close()
+
+
+def test_stage_pending_streams_each_pending_row_with_its_ledger_state(tmp_path):
+    # A first run and a run with nothing left stream without staging; the rows and
+    # counts must be what the staged join gives (a NULL key is never streamed).
+    mart = tmp_path / "mart.duckdb"
+    write_mart(mart, "keys_mart", {"delivery_key": "varchar"},
+               [{"delivery_key": key} for key in ("a", "b", "c", None)])
+    fresh = (None, None, None)
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        assert _pending(ledger, mart) == ([("a", *fresh), ("b", *fresh), ("c", *fresh)], 0)
+
+        ledger.record("r1", "meta", [
+            DeliveryRecord("a", "delivered", "fa"),
+            DeliveryRecord("b", "rejected", "fb", "platform", 1, "bad value"),
+        ])
+        assert _pending(ledger, mart) == ([("b", "rejected", "fb", "platform"),
+                                           ("c", *fresh)], 1)
+        assert _pending(ledger, mart, resend_when_changed=True) == (
+            [("a", "delivered", "fa", None), ("b", "rejected", "fb", "platform"),
+             ("c", *fresh)], 0)
+
+        ledger.record("r2", "meta", [DeliveryRecord("b", "delivered", "fb"),
+                                     DeliveryRecord("c", "delivered", "fc")])
+        assert _pending(ledger, mart) == ([], 3)
 
 
 def test_the_ledger_must_not_be_the_mart_database(workspace, capsys):
