@@ -283,6 +283,38 @@ def check_money(value: Any, currency: Any) -> str | None:
     return None
 
 
+def check_event(row: Mapping[str, Any], *, required: Sequence[str], now: float,
+                max_age_days: int, identifier_keys: Sequence[str],
+                purchase: tuple[str, str] | None = None,
+                json_array: str | None = None) -> str | None:
+    """The checks event destinations share, in order: the first failure's reason.
+
+    `purchase` is (event-name column, purchase event name): a purchase, or any
+    row with a value, needs value and currency. `json_array` names a column
+    that must hold a JSON array.
+    """
+    for key in required:
+        if not row.get(key):
+            return f"{key} is missing"
+    reason = check_event_time(row.get("event_time"), now, max_age_days)
+    if reason:
+        return reason
+    if purchase is not None:
+        name_column, purchase_name = purchase
+        if row.get(name_column) == purchase_name or row.get("value") is not None:
+            reason = check_money(row.get("value"), row.get("currency"))
+            if reason:
+                return reason
+    if all(row.get(key) is None for key in identifier_keys):
+        return "no user data (every identifier is NULL)"
+    reason = check_hashes(row, identifier_keys)
+    if reason:
+        return reason
+    if json_array is not None and parse_json_array(row.get(json_array)) is None:
+        return f"{json_array} is not a JSON array"
+    return None
+
+
 def parse_json_array(text: Any) -> list[Any] | None:
     """The JSON array held in a varchar mart column, or None when it is not one."""
     if text is None:

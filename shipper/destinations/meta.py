@@ -31,9 +31,7 @@ from shipper.destinations.base import (
     Destination,
     Request,
     Verdict,
-    check_event_time,
-    check_hashes,
-    check_money,
+    check_event,
     drop_none,
     json_error_field,
     money,
@@ -76,25 +74,10 @@ class Meta(Destination):
     settings: MetaSettings
 
     def validate(self, row: Mapping[str, Any]) -> str | None:
-        for key in ("event_name", "event_id", "action_source"):
-            if not row.get(key):
-                return f"{key} is missing"
-        reason = check_event_time(row.get("event_time"), self.now(),
-                                  self.settings.max_event_age_days)
-        if reason:
-            return reason
-        if row.get("event_name") == "Purchase" or row.get("value") is not None:
-            reason = check_money(row.get("value"), row.get("currency"))
-            if reason:
-                return reason
-        if all(row.get(key) is None for key in USER_DATA_KEYS):
-            return "no user data (every identifier is NULL)"
-        reason = check_hashes(row, USER_DATA_KEYS)
-        if reason:
-            return reason
-        if parse_json_array(row.get("contents")) is None:
-            return "contents is not a JSON array"
-        return None
+        return check_event(row, required=("event_name", "event_id", "action_source"), now=self.now(),
+                           max_age_days=self.settings.max_event_age_days,
+                           identifier_keys=USER_DATA_KEYS, purchase=("event_name", "Purchase"),
+                           json_array="contents")
 
     def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
         user_data = {key: [row[key]] for key in USER_DATA_KEYS if row.get(key) is not None}
