@@ -1,12 +1,20 @@
 -- Orders every destination may use: completed, readable, net positive after
 -- returns, at or before as_of, of a customer who can be identified and who
 -- allows marketing. Each mart then applies its own window and identifiers.
+--
+-- A view: the eligible orders (int_orders_eligible_keyed, a table) with their
+-- customer's hashes joined from int_customers_normalized, where they were
+-- computed once per customer. Materialising this join would write every
+-- customer hash again for every order; each mart instead joins only the
+-- orders of its own window.
+
+{{ config(materialized='view') }}
 
 with
 
 orders as (
 
-    select * from {{ ref('int_orders_netted') }}
+    select * from {{ ref('int_orders_eligible_keyed') }}
 
 ),
 
@@ -16,7 +24,7 @@ customers as (
 
 ),
 
-eligible as (
+final as (
 
     select
         orders.order_id,
@@ -34,8 +42,8 @@ eligible as (
         orders.products,
         orders.net_quantity,
         orders.net_value,
-        customers.country_code as customer_country_code,
-        customers.consent_status,
+        orders.customer_country_code,
+        orders.consent_status,
         customers.email_sha256,
         customers.email_google_sha256,
         customers.email_uid2_base64,
@@ -50,30 +58,13 @@ eligible as (
         customers.country_sha256,
         customers.birth_date_sha256,
         customers.gender_sha256,
-        customers.external_id_sha256
+        customers.external_id_sha256,
+        orders.event_id,
+        orders.event_time
 
     from orders
     inner join customers
         on customers.customer_id = orders.customer_id
-    where orders.set_aside_reason is null
-        and orders.status = 'completed'
-        and orders.net_value > 0
-        and orders.ordered_at < {{ offline_conversions.as_of() }}
-        and customers.is_marketing_allowed
-        and customers.has_usable_identifier
-
-),
-
-final as (
-
-    select
-        *,
-        -- Stable across rebuilds: the same order always gives the same id,
-        -- so a platform recognises a resend as the same event.
-        {{ offline_conversions.sha256_hex("'offline-order:' || order_id") }} as event_id,
-        {{ offline_conversions.epoch_seconds('ordered_at') }} as event_time
-
-    from eligible
 
 )
 
