@@ -1,16 +1,21 @@
 """The loop every destination shares.
 
-read the mart (rows still to handle, per the ledger)
+read the mart (rows still to handle, per the ledger; a thread fetches the next
+read batch from DuckDB while this one is handled)
   -> skip what the ledger says is done
-  -> validate (invalid rows are recorded as rejected, never sent)
+  -> validate (invalid rows are recorded as rejected, never sent) and build the
+     wire events: in DuckDB, a read batch at a time, for destinations that
+     describe their events in SQL (Meta, TikTok: destinations/sql.py); row by
+     row in Python otherwise
   -> batch (the destination's batch_size, and its request byte limit if it has one)
   -> send (a thread pool of `concurrency` workers, rate-limited, retried in http.py)
-  -> record the batch's outcome in the ledger, one transaction per batch (the worker
-     that sent it writes it, while the main thread prepares the next rows).
+  -> record the outcome in the ledger (a recorder thread: one transaction holds
+     every answered batch waiting at that moment, at most `ledger_group_batches`).
 
-At most `concurrency` batches are in flight (sent or being sent, not yet
-recorded) at any moment: they are the only
-rows a `kill -9` can cause to be sent twice. A batch the platform refuses as a
+At most `concurrency` batches are being sent and at most `ledger_group_batches`
+answered ones wait for the ledger at any moment: they are the only rows a
+`kill -9` can cause to be sent twice (platforms also deduplicate on event_id).
+A batch the platform refuses as a
 whole (Meta 400, TikTok code != 0) is split in halves, recursively, until the
 bad events are alone and the good ones land.
 
@@ -23,23 +28,38 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field, replace
+from hashlib import sha256
 from pathlib import Path
+from queue import Empty, Queue
 from typing import Any, TextIO
 
+import pyarrow.compute as pc
+
 from shipper.destinations.base import (
+    ACCEPTED,
     Destination,
     PrepareContext,
     PrepareError,
+    RowOutcome,
     Verdict,
     encode_body,
 )
+from shipper.destinations.sql import Columns, SqlEvents, rows_not_hex
 from shipper.http import RetryingSession
-from shipper.ledger import DeliveryRecord, Ledger, RunCounts, fingerprint
-from shipper.reader import MartError, MartSource, check_columns, stream_batches
+from shipper.ledger import Ledger, Outcomes, RunCounts, fingerprint
+from shipper.reader import (
+    MartError,
+    MartSource,
+    check_columns,
+    prefetch,
+    quote_identifier,
+    stream_batches,
+)
 from shipper.redact import get_logger, scrub
 
 log = get_logger(__name__)
@@ -89,20 +109,26 @@ class DestinationReport:
         return {0: "ok", 1: "rejections", 2: "incomplete"}[self.exit_code]
 
 
-@dataclass(frozen=True)
-class Item:
-    """A valid row on its way: its key, its wire event, and that event's fingerprint."""
+@dataclass
+class Batch:
+    """Valid rows on their way, column by column: keys, wire events (dicts, or the JSON
+    bytes DuckDB built) and each event's fingerprint."""
 
-    key: str
-    event: dict[str, Any]
-    fingerprint: str
-    # Bytes the event adds to a request body (0 unless the destination has a byte limit).
-    size: int = 0
+    keys: list[str] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def part(self, start: int, stop: int) -> Batch:
+        return Batch(self.keys[start:stop], self.events[start:stop],
+                     self.fingerprints[start:stop])
 
 
 @dataclass
 class BatchResult:
-    records: list[DeliveryRecord]
+    outcomes: Outcomes
     # Set when the platform (or TLS, or the URL) says no retry can help: stop the destination.
     fatal: str | None = None
 
@@ -120,12 +146,12 @@ class HttpSender:
         self.session = session
         self.sleep = sleep
 
-    def deliver(self, items: Sequence[Item]) -> BatchResult:
-        return self._send(list(items))
+    def deliver(self, batch: Batch) -> BatchResult:
+        return self._send(batch)
 
-    def _send(self, items: list[Item]) -> BatchResult:
+    def _send(self, batch: Batch) -> BatchResult:
         destination = self.destination
-        events = [item.event for item in items]
+        events = batch.events
         request = destination.build_request(events)
         result = self.session.send(
             request, lambda status, body: destination.parse_response(status, body, events)
@@ -154,33 +180,30 @@ class HttpSender:
         if verdict is None:
             reason = result.failure_reason or "no answer"
             fatal = reason if result.failure == "fatal" else None
-            return BatchResult(_all(items, "failed", reason, result.attempts), fatal)
+            return BatchResult(_all(batch, "failed", reason, result.attempts), fatal)
         if verdict.kind == "rows":
-            if len(verdict.rows) != len(items):
+            if len(verdict.rows) != len(batch):
                 reason = (f"{destination.title} returned {len(verdict.rows)} outcomes for "
-                          f"{len(items)} events")
-                return BatchResult(_all(items, "failed", reason, result.attempts))
-            records = [_record(item, outcome.status, outcome.reason, result.attempts)
-                       for item, outcome in zip(items, verdict.rows, strict=True)]
-            return BatchResult(records)
+                          f"{len(batch)} events")
+                return BatchResult(_all(batch, "failed", reason, result.attempts))
+            return BatchResult(_per_row(batch, verdict.rows, result.attempts))
         if verdict.kind == "reject_batch":
-            if len(items) == 1:
-                records = _all(items, "rejected", verdict.reason, result.attempts)
-                return BatchResult(records)
+            if len(batch) == 1:
+                return BatchResult(_all(batch, "rejected", verdict.reason, result.attempts))
             log.info("%s: a batch of %d events was rejected as a whole (%s); splitting it to "
-                     "find the bad event(s)", destination.name, len(items), verdict.reason)
-            middle = len(items) // 2
-            first = self._send(items[:middle])
+                     "find the bad event(s)", destination.name, len(batch), verdict.reason)
+            middle = len(batch) // 2
+            first = self._send(batch.part(0, middle))
             if first.fatal:
-                rest = _all(items[middle:], "failed", first.fatal, 0)
+                rest = _all(batch.part(middle, len(batch)), "failed", first.fatal, 0)
                 return _merge(first, BatchResult(rest), result.attempts)
-            second = self._send(items[middle:])
+            second = self._send(batch.part(middle, len(batch)))
             return _merge(first, second, result.attempts)
         reason = scrub(verdict.reason or "refused")
         if verdict.kind == "fatal":
-            return BatchResult(_all(items, "failed", reason, result.attempts), reason)
+            return BatchResult(_all(batch, "failed", reason, result.attempts), reason)
         # "retry" cannot reach here (the session retries it); treat anything else as failed.
-        return BatchResult(_all(items, "failed", reason, result.attempts))
+        return BatchResult(_all(batch, "failed", reason, result.attempts))
 
 
 class OutboxWriter:
@@ -192,9 +215,9 @@ class OutboxWriter:
         self.run_id = run_id
         self.files = 0
 
-    def write(self, items: Sequence[Item]) -> Path:
+    def write(self, batch: Batch) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        request = self.destination.build_request([item.event for item in items])
+        request = self.destination.build_request(batch.events)
         self.files += 1
         path = self.directory / f"{self.run_id}-{self.files:05d}.json"
         temporary = path.with_suffix(".json.tmp")
@@ -302,12 +325,21 @@ class _Shipment:
         self.sender = sender
         self.outbox = outbox
         self.concurrency = destination.settings.concurrency
-        self.in_flight: dict[futures.Future[BatchResult], list[Item]] = {}
+        self.batch_size = destination.settings.batch_size
+        # Sent batches wait for the ledger in a group of at most this many (see _Recorder).
+        self.group_batches = max(1, destination.settings.ledger_group_batches)
+        self.sending = 0  # batches handed to a sender thread, not yet answered
+        self.unrecorded = 0  # batches handed to a sender thread, not yet in the ledger
+        self.notices: Queue[tuple[Any, ...]] = Queue()
+        self.recorder: _Recorder | None = None
         self.counts_written_at = time.monotonic()
         # A byte limit per request (Klaviyo: 5 MB) cuts batches as well as batch_size.
         self.byte_limit = destination.request_byte_limit()
         self.envelope_bytes = (len(destination.build_request([]).body_bytes())
                                if self.byte_limit else 0)
+        self.executor: futures.Executor | None = None
+        self.batch = Batch()
+        self.batch_bytes = self.envelope_bytes
 
     def run(self, cursor: Any, relation: str, read_batch_rows: int) -> None:
         destination, counts = self.destination, self.counts
@@ -316,106 +348,211 @@ class _Shipment:
                                                  destination.resend_when_changed)
         counts.read += already
         counts.skipped += already
-        executor = None
+        in_sql = self._sql_events(cursor, relation)
+        if in_sql is not None:
+            sql = _with_sql_events(sql, in_sql)
+            log.debug("%s: events are validated and built in SQL", self.name)
         if self.sender is not None:
-            executor = futures.ThreadPoolExecutor(self.concurrency, f"ship-{self.name}")
-        batch: list[Item] = []
-        batch_bytes = self.envelope_bytes
+            self.executor = futures.ThreadPoolExecutor(self.concurrency, f"ship-{self.name}")
+            self.recorder = _Recorder(self.ledger, self.run_id, self.name, self.notices,
+                                      self.group_batches)
+            self.recorder.start()
+        batches = prefetch(stream_batches(cursor, sql, None, read_batch_rows))
         try:
-            for record_batch in stream_batches(cursor, sql, None, read_batch_rows):
-                rejected: list[DeliveryRecord] = []
+            for record_batch in batches:
+                rejected = Outcomes()
                 try:
-                    rows = destination.prepare(record_batch.to_pylist())
+                    if in_sql is not None:
+                        self._take_built(record_batch, rejected, in_sql)
+                    else:
+                        self._take_rows(record_batch.to_pylist(), rejected)
                 except PrepareError as exc:
                     self.report.problem = str(exc)
                     log.error("%s: stopping: %s", self.name, exc)
                     break
-                for row in rows:
-                    counts.read += 1
-                    prepared = _prepare(destination, row, counts)
-                    if isinstance(prepared, DeliveryRecord):
-                        rejected.append(prepared)
-                    elif prepared is not None:
-                        if (self.byte_limit and batch
-                                and batch_bytes + prepared.size > self.byte_limit):
-                            self._dispatch(batch, executor)
-                            batch, batch_bytes = [], self.envelope_bytes
-                            if self.report.problem:
-                                break
-                        batch.append(prepared)
-                        batch_bytes += prepared.size
-                        if len(batch) >= destination.settings.batch_size:
-                            self._dispatch(batch, executor)
-                            batch, batch_bytes = [], self.envelope_bytes
-                            if self.report.problem:
-                                break
-                if rejected and self.sender is not None:
+                if len(rejected) and self.sender is not None:
                     self.ledger.record(self.run_id, self.name, rejected, self._counts_due())
                 self.progress.update(self.name, counts)
                 if self.report.problem:
                     break
-            if batch and not self.report.problem:
-                self._dispatch(batch, executor)
-            while self.in_flight:
-                self._settle_next()
+            if len(self.batch) and not self.report.problem:
+                self._dispatch()
+            while self.unrecorded:
+                self._next_notice()
         finally:
-            if executor is not None:
-                # On an exception (Ctrl-C) let the batches in flight finish: their sender
-                # threads record them; count the ones that were recorded.
-                executor.shutdown(wait=True, cancel_futures=True)
-                for future in list(self.in_flight):
-                    if (future.done() and not future.cancelled()
-                            and future.exception() is None):
-                        self._settle(future)
+            batches.close()
+            if self.executor is not None:
+                # On an exception (Ctrl-C) let the batches being sent finish and be
+                # recorded; count the ones that were.
+                self.executor.shutdown(wait=True, cancel_futures=True)
+            if self.recorder is not None:
+                self.recorder.stop()
+                while not self.notices.empty():
+                    self._next_notice(raise_errors=False)
 
-    def _dispatch(self, batch: list[Item], executor: futures.Executor | None) -> None:
+    def _sql_events(self, cursor: Any, relation: str) -> SqlEvents | None:
+        destination = self.destination
+        if (not destination.settings.build_events_in_sql
+                or type(destination).prepare is not Destination.prepare):
+            return None
+        selected = ", ".join(quote_identifier(column) for column in destination.columns)
+        described = cursor.sql(f"select {selected} from {relation} limit 0")
+        types = dict(zip(described.columns, (str(kind) for kind in described.types),
+                         strict=True))
+        return destination.sql_events(Columns(types))
+
+    # -- taking the rows of one read batch ------------------------------------------------
+
+    def _take_rows(self, rows: list[dict[str, Any]], rejected: Outcomes) -> None:
+        """Row by row: prepare, then skip, validate and build each row in Python."""
+        destination, counts = self.destination, self.counts
+        for row in destination.prepare(rows):
+            counts.read += 1
+            taken = _prepare(destination, row, counts, rejected)
+            if taken is not None:
+                self._add(*taken)
+                if self.report.problem:
+                    return
+
+    def _take_built(self, record_batch: Any, rejected: Outcomes, built: SqlEvents) -> None:
+        """A read batch whose reasons and events DuckDB made (`_with_sql_events`)."""
+        counts = self.counts
+        names = record_batch.schema.names
+        by_python = set()
+        if pc.any(record_batch.column(names.index("__python"))).as_py():
+            flags = record_batch.column(names.index("__python")).to_pylist()
+            by_python.update(index for index, flag in enumerate(flags) if flag)
+        for name in built.hex_columns:
+            by_python.update(rows_not_hex(record_batch.column(names.index(name))))
+        if by_python:
+            # A few rows SQL cannot judge like Python: hand them to the Python methods,
+            # which give each its exact reason.
+            in_python = sorted(by_python)
+            rows = record_batch.select([*self.destination.columns, *_LEDGER_STATE])
+            self._take_rows(rows.take(in_python).to_pylist(), rejected)
+            record_batch = record_batch.take(
+                [index for index in range(record_batch.num_rows) if index not in by_python])
+        rows = record_batch.num_rows
+        column = record_batch.column
+        counts.read += rows
+        keys = column(names.index("__key")).to_pylist()
+        reasons = column(names.index("__reason"))
+        texts = column(names.index("__event")).to_pylist()
+        fingerprints = [sha256(text).hexdigest() for text in texts]
+        status = column(names.index("__ledger_status"))
+        if (reasons.null_count == rows and status.null_count == rows
+                and None not in keys and "" not in keys):
+            # The usual batch: every row new and valid.
+            self._add_many(keys, texts, fingerprints)
+            return
+        states = zip(reasons.to_pylist(), status.to_pylist(),
+                     column(names.index("__ledger_fingerprint")).to_pylist(),
+                     column(names.index("__ledger_rejected_by")).to_pylist(), strict=True)
+        resend_when_changed = self.destination.resend_when_changed
+        for key, text, current, (reason, ledger_status, old_fingerprint, rejected_by) in zip(
+                keys, texts, fingerprints, states, strict=True):
+            if not key:
+                counts.count_rejection("delivery_key is missing")
+                continue
+            if _skip(ledger_status, current, old_fingerprint, rejected_by, resend_when_changed):
+                counts.skipped += 1
+                continue
+            if reason is not None:
+                counts.count_rejection(reason)
+                rejected.append(key, "rejected", current, "validation", 0, reason)
+                continue
+            self._add(key, text, current, len(text) + 1)
+            if self.report.problem:
+                return
+
+    # -- batching ------------------------------------------------------------------------
+
+    def _add(self, key: str, event: Any, fingerprint: str, size: int) -> None:
+        """One valid row into the current batch; a full batch is dispatched."""
+        if self.byte_limit and len(self.batch) and self.batch_bytes + size > self.byte_limit:
+            self._dispatch()
+            if self.report.problem:
+                return
+        batch = self.batch
+        batch.keys.append(key)
+        batch.events.append(event)
+        batch.fingerprints.append(fingerprint)
+        self.batch_bytes += size
+        if len(batch) >= self.batch_size:
+            self._dispatch()
+
+    def _add_many(self, keys: list[str], events: list[Any], fingerprints: list[str]) -> None:
+        if self.byte_limit:
+            for key, event, fingerprint in zip(keys, events, fingerprints, strict=True):
+                self._add(key, event, fingerprint, len(event) + 1)
+                if self.report.problem:
+                    return
+            return
+        start = 0
+        while start < len(keys):
+            take = min(self.batch_size - len(self.batch), len(keys) - start)
+            batch = self.batch
+            batch.keys.extend(keys[start:start + take])
+            batch.events.extend(events[start:start + take])
+            batch.fingerprints.extend(fingerprints[start:start + take])
+            start += take
+            if len(batch) >= self.batch_size:
+                self._dispatch()
+                if self.report.problem:
+                    return
+
+    def _dispatch(self) -> None:
+        batch, self.batch, self.batch_bytes = self.batch, Batch(), self.envelope_bytes
         if self.outbox is not None:
             self.outbox.write(batch)
             self.counts.sent += len(batch)
             self.progress.update(self.name, self.counts)
             return
-        assert executor is not None and self.sender is not None
-        # At most `concurrency` batches unrecorded at once: all a kill -9 can resend.
-        while len(self.in_flight) >= self.concurrency:
-            self._settle_next()
+        assert self.executor is not None and self.sender is not None
+        # At most `concurrency` batches being sent, and at most `ledger_group_batches`
+        # more sent and waiting for the ledger: all a kill -9 can cause to be sent twice.
+        while (self.sending >= self.concurrency
+               or self.unrecorded >= self.concurrency + self.group_batches):
+            self._next_notice()
         if not self.report.problem:
-            self.in_flight[executor.submit(self._deliver_and_record, batch)] = batch
+            self.sending += 1
+            self.unrecorded += 1
+            self.executor.submit(self._deliver, batch)
 
-    def _deliver_and_record(self, batch: list[Item]) -> BatchResult:
-        """Runs in a sender thread: send one batch, then record its outcome there too.
-
-        Recording in the sender thread lets the main thread read and prepare the next
-        rows while DuckDB writes (it releases the GIL); the ledger takes the writes
-        one at a time. A batch still counts as in flight until it is recorded.
-        """
-        assert self.sender is not None
+    def _deliver(self, batch: Batch) -> None:
+        """Runs in a sender thread: send one batch and hand its outcome to the recorder."""
+        assert self.sender is not None and self.recorder is not None
         try:
             result = self.sender.deliver(batch)
         except Exception as exc:  # a bug in a destination module: keep the rows for later
             log.exception("%s: sending a batch failed unexpectedly", self.name)
             reason = scrub(f"internal error: {type(exc).__name__}: {exc}")
             result = BatchResult(_all(batch, "failed", reason, 0), reason)
-        self.ledger.record(self.run_id, self.name, result.records)
-        log.debug("%s: recorded a batch of %d", self.name, len(batch))
-        return result
+        # The main thread learns of a fatal answer at once, before it sends another batch.
+        self.notices.put(("sent", result.fatal))
+        self.recorder.put(batch, result)
 
-    def _settle_next(self) -> None:
-        done, _ = futures.wait(self.in_flight, return_when=futures.FIRST_COMPLETED)
-        for future in done:
-            self._settle(future)
+    def _next_notice(self, raise_errors: bool = True) -> None:
+        """Wait for a sender thread or the recorder, and take in what it says."""
+        notice = self.notices.get()
+        if notice[0] == "sent":
+            self.sending -= 1
+            if notice[1] and not self.report.problem:
+                self.report.problem = notice[1]
+                log.error("%s: stopping: %s", self.name, notice[1])
+        elif notice[0] == "recorded":
+            self.unrecorded -= 1
+            self._settle(notice[1], notice[2])
+        elif raise_errors:  # ("failed", exc): the ledger could not be written
+            raise notice[1]
 
-    def _settle(self, future: futures.Future[BatchResult]) -> None:
-        """Count a batch its sender thread has recorded; a ledger error is raised here."""
-        items = self.in_flight.pop(future)
-        result = future.result()
-        self.counts.sent += len(items)  # every row travelled in at least one request
-        self.counts.add(result.records)
+    def _settle(self, batch: Batch, result: BatchResult) -> None:
+        """Count a batch the recorder has written to the ledger."""
+        self.counts.sent += len(batch)  # every row travelled in at least one request
+        self.counts.add(result.outcomes)
         counts = self._counts_due()
         if counts is not None:
             self.ledger.record(self.run_id, self.name, [], counts)
-        if result.fatal and not self.report.problem:
-            self.report.problem = result.fatal
-            log.error("%s: stopping: %s", self.name, result.fatal)
         self.progress.update(self.name, self.counts)
 
     def _counts_due(self) -> RunCounts | None:
@@ -426,9 +563,111 @@ class _Shipment:
         return self.counts
 
 
-def _prepare(destination: Destination, row: dict[str, Any],
-             counts: RunCounts) -> Item | DeliveryRecord | None:
-    """A sendable Item, a validation rejection, or None when the row is skipped."""
+class _Recorder:
+    """Writes the outcomes of sent batches to the ledger, in a thread of its own.
+
+    Each write is one transaction holding up to `ledger_group_batches` answered
+    batches: what waits, after lingering 20 ms for a full group (a transaction costs
+    milliseconds whatever its size, so at high rates fewer and larger ones halve the
+    ledger's cost; at low rates each batch is written alone, 20 ms later). The main
+    thread lets at most that many answered batches wait. A batch counts as settled only once it
+    is written: the recorder then tells the main thread ("recorded").
+    """
+
+    # How long a lone answered batch waits for others before it is written alone.
+    linger_seconds = 0.02
+
+    def __init__(self, ledger: Ledger, run_id: str, name: str,
+                 notices: Queue[tuple[Any, ...]], group_batches: int) -> None:
+        self.group_batches = group_batches
+        self.ledger = ledger
+        self.run_id = run_id
+        self.name = name
+        self.notices = notices
+        # Unbounded: the main thread already bounds what waits, and a sender thread
+        # must never block here (not even after the recorder has failed).
+        self.waiting: Queue[tuple[Batch, BatchResult] | None] = Queue()
+        self.thread = threading.Thread(target=self._run, name=f"ledger-{name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, batch: Batch, result: BatchResult) -> None:
+        self.waiting.put((batch, result))
+
+    def stop(self) -> None:
+        """Write what waits, then end the thread."""
+        if self.thread.is_alive():
+            self.waiting.put(None)
+            self.thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self.waiting.get()
+            if first is None:
+                return
+            group = [first]
+            # Take what else waits, and linger a moment for a full group: a transaction
+            # costs milliseconds whatever its size, so fewer and larger ones are cheaper.
+            deadline = time.monotonic() + self.linger_seconds
+            while len(group) < self.group_batches:
+                try:
+                    item = self.waiting.get(timeout=max(0.0, deadline - time.monotonic()))
+                except Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                group.append(item)
+            outcomes = Outcomes()
+            for _batch, result in group:
+                outcomes.extend(result.outcomes)
+            try:
+                self.ledger.record(self.run_id, self.name, outcomes)
+            except BaseException as exc:  # noqa: BLE001 (raised in the main thread)
+                self.notices.put(("failed", exc))
+                return
+            log.debug("%s: recorded %d batch(es), %d rows", self.name, len(group),
+                      len(outcomes))
+            for batch, result in group:
+                self.notices.put(("recorded", batch, result))
+
+
+_LEDGER_STATE = ("__ledger_status", "__ledger_fingerprint", "__ledger_rejected_by")
+
+
+def _with_sql_events(pending_sql: str, built: SqlEvents) -> str:
+    """The pending rows with what DuckDB judged and built of each: `__key`, `__python`
+    (rows left to the Python methods), `__reason` and `__event` (the JSON as bytes)."""
+    return f"""
+        select
+            *,
+            cast(delivery_key as varchar) as __key,
+            coalesce({built.python_rows}, false) as __python,
+            {built.reason} as __reason,
+            cast({built.event} as blob) as __event
+        from ({pending_sql}) as pending_rows
+    """
+
+
+def _skip(ledger_status: str | None, current: str | None, old_fingerprint: str | None,
+          rejected_by: str | None, resend_when_changed: bool) -> bool:
+    """The ledger already has this row's outcome, and nothing calls for sending it again."""
+    same_content_done = (
+        ledger_status is not None and current is not None and current == old_fingerprint
+        and (ledger_status == "delivered"
+             or (ledger_status == "rejected" and rejected_by == "platform"))
+    )
+    if same_content_done:
+        return True
+    return ledger_status == "delivered" and not resend_when_changed
+
+
+def _prepare(destination: Destination, row: dict[str, Any], counts: RunCounts,
+             rejected: Outcomes) -> tuple[str, Any, str, int] | None:
+    """(key, event, fingerprint, size) of a sendable row; None when it is skipped or
+    rejected (a rejection is appended to `rejected`)."""
     ledger_status = row.pop("__ledger_status")
     old_fingerprint = row.pop("__ledger_fingerprint")
     rejected_by = row.pop("__ledger_rejected_by")
@@ -447,53 +686,67 @@ def _prepare(destination: Destination, row: dict[str, Any],
     else:
         wire_problem = None
 
-    if ledger_status is not None and current is not None and current == old_fingerprint:
-        same_content_done = (
-            ledger_status == "delivered"
-            or (ledger_status == "rejected" and rejected_by == "platform")
-        )
-        if same_content_done:
-            counts.skipped += 1
-            return None
-    if ledger_status == "delivered" and not destination.resend_when_changed:
+    if _skip(ledger_status, current, old_fingerprint, rejected_by,
+             destination.resend_when_changed):
         counts.skipped += 1
         return None
 
     reason = destination.validate(row) or wire_problem
     if reason is not None:
         counts.count_rejection(reason)
-        return DeliveryRecord(key, "rejected", current, "validation", 0, reason)
+        rejected.append(key, "rejected", current, "validation", 0, reason)
+        return None
     assert event is not None and current is not None
     # The event's bytes in the body, plus the comma between events.
     size = len(encode_body(event)) + 1 if destination.request_byte_limit() else 0
-    return Item(key, event, current, size)
+    return key, event, current, size
 
 
-def _record(item: Item, status: str, reason: str | None, attempts: int) -> DeliveryRecord:
+def _per_row(batch: Batch, rows: Sequence[RowOutcome], attempts: int) -> Outcomes:
+    """The ledger outcomes of a batch the platform answered row by row."""
+    count = len(batch)
+    if all(row is ACCEPTED for row in rows):
+        return Outcomes(batch.keys, ["delivered"] * count, batch.fingerprints,
+                        [None] * count, [attempts] * count, [None] * count)
+    outcomes = Outcomes()
     # Platform messages are stored and printed; one could echo a credential back.
+    scrubbed: dict[str, str] = {}
+    for key, print_, row in zip(batch.keys, batch.fingerprints, rows, strict=True):
+        reason = row.reason
+        if reason:
+            if reason not in scrubbed:
+                scrubbed[reason] = scrub(reason)
+            reason = scrubbed[reason]
+        if row.status == "accepted":
+            # A delivered row's `error` holds the platform's request or job id when it
+            # gives one.
+            outcomes.append(key, "delivered", print_, None, attempts, reason)
+        elif row.status == "rejected":
+            outcomes.append(key, "rejected", print_, "platform", attempts,
+                            reason or "rejected by the platform")
+        else:
+            outcomes.append(key, "failed", print_, None, attempts,
+                            reason or "the platform asked to retry this event")
+    return outcomes
+
+
+def _all(batch: Batch, status: str, reason: str | None, attempts: int) -> Outcomes:
+    """Every row of the batch rejected by the platform, or failed, for one reason."""
+    count = len(batch)
     reason = scrub(reason) if reason else None
-    if status == "accepted":
-        # A delivered row's `error` holds the platform's request or job id when it gives one.
-        return DeliveryRecord(item.key, "delivered", item.fingerprint, None, attempts, reason)
     if status == "rejected":
-        return DeliveryRecord(item.key, "rejected", item.fingerprint, "platform", attempts,
-                              reason or "rejected by the platform")
-    return DeliveryRecord(item.key, "failed", item.fingerprint, None, attempts,
-                          reason or "the platform asked to retry this event")
-
-
-def _all(items: Sequence[Item], status: str, reason: str | None,
-         attempts: int) -> list[DeliveryRecord]:
-    if status == "rejected":
-        return [_record(item, "rejected", reason, attempts) for item in items]
-    return [_record(item, "failed", reason, attempts) for item in items]
+        return Outcomes(list(batch.keys), ["rejected"] * count, list(batch.fingerprints),
+                        ["platform"] * count, [attempts] * count,
+                        [reason or "rejected by the platform"] * count)
+    return Outcomes(list(batch.keys), ["failed"] * count, list(batch.fingerprints),
+                    [None] * count, [attempts] * count,
+                    [reason or "the platform asked to retry this event"] * count)
 
 
 def _merge(first: BatchResult, second: BatchResult, parent_attempts: int) -> BatchResult:
     # Rows of a split batch also travelled in the parent request(s).
-    records = [
-        DeliveryRecord(record.delivery_key, record.status, record.fingerprint,
-                       record.rejected_by, record.attempts + parent_attempts, record.error)
-        for record in first.records + second.records
-    ]
-    return BatchResult(records, first.fatal or second.fatal)
+    outcomes = Outcomes()
+    outcomes.extend(first.outcomes)
+    outcomes.extend(second.outcomes)
+    outcomes.attempts = [attempts + parent_attempts for attempts in outcomes.attempts]
+    return BatchResult(outcomes, first.fatal or second.fatal)

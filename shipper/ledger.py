@@ -4,7 +4,9 @@ A DuckDB file the shipper owns (`ledger_path`, env `SHIP_LEDGER_PATH`).
 Analysts can query it directly:
 
 deliveries   one row per (destination, delivery_key): the latest outcome.
-    fingerprint       SHA-256 hex of the canonical JSON of the event as sent
+    fingerprint       SHA-256 hex of the event as sent: of its canonical JSON (sorted
+                      keys) when built row by row in Python, of its JSON bytes as
+                      sent when built in SQL (Meta, TikTok)
     status            delivered | rejected | failed
     rejected_by       validation (the shipper refused to send it) | platform
     attempts          HTTP requests that carried the row, retries included
@@ -18,9 +20,10 @@ runs         one row per (run_id, destination): mode (live | dry_run), started_a
              rows_rejected, rows_failed.
 rejections   view: the rejected rows with their reason.
 
-Every batch is written in one transaction, after the platform answered, so a
-`kill -9` at any point loses nothing: what was committed is known, and only
-the batches in flight at that moment are sent again by the next run.
+Every batch is written in one transaction (with the other answered batches
+waiting then), after the platform answered, so a `kill -9` at any point loses
+nothing: what was committed is known, and only the batches in flight or
+waiting for the ledger at that moment are sent again by the next run.
 """
 
 from __future__ import annotations
@@ -153,6 +156,52 @@ class DeliveryRecord:
 
 
 @dataclass
+class Outcomes:
+    """The outcomes of many rows, column by column (one list per `deliveries` column):
+    a batch of a thousand events costs a few lists, not a thousand objects."""
+
+    keys: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)  # delivered | rejected | failed
+    fingerprints: list[str | None] = field(default_factory=list)
+    rejected_by: list[str | None] = field(default_factory=list)
+    attempts: list[int] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def of(cls, records: Iterable[DeliveryRecord]) -> Outcomes:
+        outcomes = cls()
+        for record in records:
+            outcomes.append(record.delivery_key, record.status, record.fingerprint,
+                            record.rejected_by, record.attempts, record.error)
+        return outcomes
+
+    def append(self, key: str, status: str, fingerprint: str | None, rejected_by: str | None,
+               attempts: int, error: str | None) -> None:
+        self.keys.append(key)
+        self.statuses.append(status)
+        self.fingerprints.append(fingerprint)
+        self.rejected_by.append(rejected_by)
+        self.attempts.append(attempts)
+        self.errors.append(error)
+
+    def extend(self, other: Outcomes) -> None:
+        self.keys.extend(other.keys)
+        self.statuses.extend(other.statuses)
+        self.fingerprints.extend(other.fingerprints)
+        self.rejected_by.extend(other.rejected_by)
+        self.attempts.extend(other.attempts)
+        self.errors.extend(other.errors)
+
+    def records(self) -> list[DeliveryRecord]:
+        return [DeliveryRecord(*values) for values in zip(
+            self.keys, self.statuses, self.fingerprints, self.rejected_by, self.attempts,
+            self.errors, strict=True)]
+
+
+@dataclass
 class RunCounts:
     read: int = 0
     skipped: int = 0
@@ -162,13 +211,16 @@ class RunCounts:
     failed: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
-    def add(self, records: Iterable[DeliveryRecord]) -> None:
-        for record in records:
-            if record.status == "delivered":
-                self.accepted += 1
-            elif record.status == "rejected":
-                self.count_rejection(record.error or "no reason given")
-            else:
+    def add(self, records: Iterable[DeliveryRecord] | Outcomes) -> None:
+        outcomes = records if isinstance(records, Outcomes) else Outcomes.of(records)
+        delivered = outcomes.statuses.count("delivered")
+        self.accepted += delivered
+        if delivered == len(outcomes):
+            return
+        for status, error in zip(outcomes.statuses, outcomes.errors, strict=True):
+            if status == "rejected":
+                self.count_rejection(error or "no reason given")
+            elif status != "delivered":
                 self.failed += 1
 
     def count_rejection(self, reason: str) -> None:
@@ -274,7 +326,8 @@ class Ledger:
 
     # -- deliveries ------------------------------------------------------------------------
 
-    def record(self, run_id: str, destination: str, records: Sequence[DeliveryRecord],
+    def record(self, run_id: str, destination: str,
+               records: Sequence[DeliveryRecord] | Outcomes,
                counts: RunCounts | None = None) -> None:
         """Write the outcome of one batch (and, if given, the run's counts) in one transaction.
 
@@ -282,21 +335,25 @@ class Ledger:
         keeps old row versions alive, and rewriting the same `runs` row thousands
         of times makes each rewrite slower than the last.
         """
-        if not records and counts is None:
+        outcomes = records if isinstance(records, Outcomes) else Outcomes.of(records)
+        if not len(outcomes) and counts is None:
             return
-        # The last outcome of a key wins should a mart repeat a key inside one batch.
-        latest = list({record.delivery_key: record for record in records}.values())
+        if len(set(outcomes.keys)) != len(outcomes):
+            # The last outcome of a key wins should a mart repeat a key inside one batch.
+            last = {key: index for index, key in enumerate(outcomes.keys)}
+            outcomes = Outcomes.of(outcomes.records()[index] for index in sorted(last.values()))
         # A failed batch gives its thousand rows one reason: scrub each reason once.
-        errors = {error: scrub(error)[:2000] for error in {r.error for r in latest} if error}
-        # Built column by column: a list per column is far cheaper than a dict per row.
+        errors = {error: scrub(error)[:2000] for error in set(outcomes.errors) if error}
+        error_column = ([errors.get(error) if error else None for error in outcomes.errors]
+                        if errors else outcomes.errors)
         table = pa.Table.from_arrays(
             [
-                pa.array([record.delivery_key for record in latest], pa.string()),
-                pa.array([record.fingerprint for record in latest], pa.string()),
-                pa.array([record.status for record in latest], pa.string()),
-                pa.array([record.rejected_by for record in latest], pa.string()),
-                pa.array([record.attempts for record in latest], pa.int32()),
-                pa.array([errors.get(record.error) for record in latest], pa.string()),
+                pa.array(outcomes.keys, pa.string()),
+                pa.array(outcomes.fingerprints, pa.string()),
+                pa.array(outcomes.statuses, pa.string()),
+                pa.array(outcomes.rejected_by, pa.string()),
+                pa.array(outcomes.attempts, pa.int32()),
+                pa.array(error_column, pa.string()),
             ],
             schema=_RECORD_SCHEMA,
         )

@@ -10,8 +10,11 @@ anti-join the mart against delivered keys without loading them into Python.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, Queue
 from typing import Any
 
 import duckdb
@@ -134,6 +137,56 @@ def stream_batches(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str
     else:  # duckdb < 1.4
         reader = relation.fetch_record_batch(rows_per_batch)
     yield from reader
+
+
+def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa.RecordBatch]:
+    """Fetch the next record batches in a thread while the caller works on this one.
+
+    DuckDB computes a streamed query as the caller fetches it, without the GIL: with
+    the fetch in its own thread, DuckDB works on one core while Python works on the
+    other. `depth` batches wait at most (each is a read batch's worth of memory).
+    Close the returned generator (or run it to the end) to stop the thread.
+    """
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                queue.put(batch)
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller, raised there)
+            queue.put(_Failed(exc))
+        finally:
+            queue.put(_END)
+
+    thread = threading.Thread(target=produce, name="mart-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:  # unblock a producer waiting for room
+                queue.get(timeout=0.1)
+            except Empty:
+                pass
+        thread.join()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: BaseException
+
+
+_END = object()
 
 
 def stream_mart(con: duckdb.DuckDBPyConnection, relation: str, columns: Sequence[str],

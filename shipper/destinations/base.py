@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from shipper.config import DestinationSettings
+from shipper.destinations.sql import Columns, SqlEvents
 
 _REGISTRY: dict[str, type[Destination]] = {}
 
@@ -64,12 +66,50 @@ class Request:
         return b"" if self.json_body is None else encode_body(self.json_body)
 
 
+# Where encode_body collects the bytes values of the body it is encoding (per thread:
+# sender threads encode their bodies at the same time).
+_raw_values = threading.local()
+# What the encoder writes in place of a bytes value, to be replaced by those bytes: a
+# string no JSON text the shipper writes contains (NUL characters are escaped as \u0000).
+_RAW_MARK = "\x00raw-json\x00"
+_RAW_MARK_ENCODED = json.dumps(_RAW_MARK)
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        _raw_values.collected.append(value)
+        return _RAW_MARK
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 # Built once: json.dumps with options builds a new encoder per call.
-_BODY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_BODY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                              default=_encode_default)
 
 
 def encode_body(body: Any) -> bytes:
-    return _BODY_JSON.encode(body).encode()
+    """The body as compact UTF-8 JSON.
+
+    A `bytes` value is JSON text already (an event DuckDB built, `Destination.sql_events`)
+    and is written as it is. Only those events are bytes: a row-by-row event holding
+    bytes (a BLOB column) never gets here, `ledger.fingerprint` refuses it first.
+    """
+    collected: list[bytes] = []
+    _raw_values.collected = collected
+    try:
+        text = _BODY_JSON.encode(body)
+    finally:
+        _raw_values.collected = None
+    if not collected:
+        return text.encode()
+    parts = text.split(_RAW_MARK_ENCODED)
+    if len(parts) != len(collected) + 1:
+        raise ValueError("a value of the body is the shipper's own placeholder text")
+    pieces = [parts[0].encode()]
+    for raw, part in zip(collected, parts[1:], strict=True):
+        pieces.append(raw)
+        pieces.append(part.encode())
+    return b"".join(pieces)
 
 
 @dataclass(frozen=True)
@@ -198,6 +238,15 @@ class Destination:
                        events: Sequence[Mapping[str, Any]]) -> Verdict:
         """Turn the platform's answer (`body` is parsed JSON, or text) into a verdict."""
         raise NotImplementedError
+
+    # -- the vectorised path (optional) ----------------------------------------------------
+
+    def sql_events(self, columns: Columns) -> SqlEvents | None:
+        """`validate` and `to_wire` as DuckDB SQL expressions over the mart's columns
+        (shipper.destinations.sql), so a whole read batch is checked and built at once.
+        None (the default): rows go through `validate` and `to_wire` one by one. A
+        destination with a `prepare` step must return None: prepare works on row dicts."""
+        return None
 
     # -- asynchronous platforms (a job to poll after the send) ------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shipper.config import DestinationSettings, setting
+from shipper.destinations import sql
 from shipper.destinations.base import (
     Destination,
     Request,
@@ -96,6 +97,33 @@ class Meta(Destination):
             "user_data": user_data,
             "custom_data": custom_data or None,
         })
+
+    def sql_events(self, columns: sql.Columns) -> sql.SqlEvents:
+        checks = sql.event_checks(
+            columns, required=("event_name", "event_id", "action_source"), now=self.now(),
+            max_age_days=self.settings.max_event_age_days, identifier_keys=USER_DATA_KEYS,
+            purchase=("event_name", "Purchase"), json_array="contents",
+        )
+        checks.append((columns.not_number("value"), "row cannot become an event (ValueError)"))
+        event = sql.obj([
+            columns.member("event_name", "event_name"),
+            columns.member("event_time", "event_time"),
+            columns.member("event_id", "event_id"),
+            columns.member("action_source", "action_source"),
+            sql.object_member_always("user_data", [
+                columns.hex_member(key, key, as_list=True) for key in USER_DATA_KEYS
+            ]),
+            sql.object_member("custom_data", [
+                columns.money_member("value", "value"),
+                columns.member("currency", "currency"),
+                columns.member("order_id", "order_id"),
+                columns.json_array_member("contents", "contents"),
+                columns.member("num_items", "num_items"),
+            ]),
+        ])
+        return sql.SqlEvents(sql.first_reason(checks), event,
+                             python_rows=columns.json_needs_python("contents"),
+                             hex_columns=USER_DATA_KEYS)
 
     def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
         dataset = quote(self.settings.dataset_id or "unset-dataset-id", safe="")

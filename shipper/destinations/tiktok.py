@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.config import DestinationSettings, setting
+from shipper.destinations import sql
 from shipper.destinations.base import (
     Destination,
     Request,
@@ -89,6 +90,31 @@ class TikTok(Destination):
             "user": {key: row[key] for key in USER_KEYS if row.get(key) is not None},
             "properties": properties or None,
         })
+
+    def sql_events(self, columns: sql.Columns) -> sql.SqlEvents:
+        checks = sql.event_checks(
+            columns, required=("event", "event_id"), now=self.now(),
+            max_age_days=self.settings.max_event_age_days, identifier_keys=USER_KEYS,
+            purchase=("event", "CompletePayment"), json_array="contents",
+        )
+        checks.append((columns.not_number("value"), "row cannot become an event (ValueError)"))
+        event = sql.obj([
+            columns.member("event", "event"),
+            columns.member("event_time", "event_time"),
+            columns.member("event_id", "event_id"),
+            sql.object_member_always("user", [columns.hex_member(key, key) for key in USER_KEYS]),
+            sql.object_member("properties", [
+                columns.money_member("value", "value"),
+                columns.member("currency", "currency"),
+                columns.member("order_id", "order_id"),
+                columns.member("shop_id", "shop_id"),
+                columns.member("content_type", "content_type"),
+                columns.json_array_member("contents", "contents"),
+            ]),
+        ])
+        return sql.SqlEvents(sql.first_reason(checks), event,
+                             python_rows=columns.json_needs_python("contents"),
+                             hex_columns=USER_KEYS)
 
     def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
         url = f"{self.base_url}/open_api/{self.settings.api_version}/event/track/"

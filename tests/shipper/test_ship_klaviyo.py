@@ -119,7 +119,9 @@ def test_jobs_are_cut_on_bytes_as_well(workspace):
     sizes = [job.body_bytes for job in fake.jobs.values()]
     assert len(sizes) > 3
     assert max(sizes) <= 20_000
-    assert min(sizes[:-1]) > 15_000  # jobs are filled, not cut early
+    # Jobs are filled, not cut early: all but one (the rest; with two in flight it
+    # need not arrive last).
+    assert sorted(sizes)[1] > 15_000
     assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(300))
 
 
