@@ -49,7 +49,7 @@ from shipper.destinations.base import (
     Verdict,
     encode_body,
 )
-from shipper.destinations.sql import Columns, SqlEvents, rows_not_hex
+from shipper.destinations.sql import Columns, SqlEvents, binary_views, rows_not_hex
 from shipper.http import RetryingSession
 from shipper.ledger import Ledger, Outcomes, RunCounts, fingerprint
 from shipper.reader import (
@@ -437,7 +437,9 @@ class _Shipment:
         counts.read += rows
         keys = column(names.index("__key")).to_pylist()
         reasons = column(names.index("__reason"))
-        texts = column(names.index("__event")).to_pylist()
+        # Views into the Arrow buffer rather than a bytes object per event: hashed here,
+        # joined into the request body by encode_body, never copied one by one.
+        texts = binary_views(column(names.index("__event")))
         fingerprints = [sha256(text).hexdigest() for text in texts]
         status = column(names.index("__ledger_status"))
         if (reasons.null_count == rows and status.null_count == rows
@@ -639,14 +641,16 @@ _LEDGER_STATE = ("__ledger_status", "__ledger_fingerprint", "__ledger_rejected_b
 
 def _with_sql_events(pending_sql: str, built: SqlEvents) -> str:
     """The pending rows with what DuckDB judged and built of each: `__key`, `__python`
-    (rows left to the Python methods), `__reason` and `__event` (the JSON as bytes)."""
+    (rows left to the Python methods), `__reason` and `__event` (the JSON as UTF-8
+    bytes: encode(), not a cast, which would read backslashes as escapes and refuse
+    any non-ASCII character)."""
     return f"""
         select
             *,
             cast(delivery_key as varchar) as __key,
             coalesce({built.python_rows}, false) as __python,
             {built.reason} as __reason,
-            cast({built.event} as blob) as __event
+            encode({built.event}) as __event
         from ({pending_sql}) as pending_rows
     """
 

@@ -76,7 +76,7 @@ _RAW_MARK_ENCODED = json.dumps(_RAW_MARK)
 
 
 def _encode_default(value: Any) -> Any:
-    if isinstance(value, bytes):
+    if isinstance(value, (bytes, memoryview)):
         _raw_values.collected.append(value)
         return _RAW_MARK
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -90,11 +90,11 @@ _BODY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_n
 def encode_body(body: Any) -> bytes:
     """The body as compact UTF-8 JSON.
 
-    A `bytes` value is JSON text already (an event DuckDB built, `Destination.sql_events`)
-    and is written as it is. Only those events are bytes: a row-by-row event holding
+    A `bytes` (or memoryview) value is JSON text already (an event DuckDB built,
+    `Destination.sql_events`) and is written as it is. Only those events are bytes: a row-by-row event holding
     bytes (a BLOB column) never gets here, `ledger.fingerprint` refuses it first.
     """
-    collected: list[bytes] = []
+    collected: list[bytes | memoryview] = []
     _raw_values.collected = collected
     try:
         text = _BODY_JSON.encode(body)
@@ -105,7 +105,7 @@ def encode_body(body: Any) -> bytes:
     parts = text.split(_RAW_MARK_ENCODED)
     if len(parts) != len(collected) + 1:
         raise ValueError("a value of the body is the shipper's own placeholder text")
-    pieces = [parts[0].encode()]
+    pieces: list[bytes | memoryview] = [parts[0].encode()]
     for raw, part in zip(collected, parts[1:], strict=True):
         pieces.append(raw)
         pieces.append(part.encode())

@@ -105,22 +105,28 @@ class Meta(Destination):
             purchase=("event_name", "Purchase"), json_array="contents",
         )
         checks.append((columns.not_number("value"), "row cannot become an event (ValueError)"))
-        event = sql.obj([
-            columns.member("event_name", "event_name"),
-            columns.member("event_time", "event_time"),
-            columns.member("event_id", "event_id"),
-            columns.member("action_source", "action_source"),
-            sql.object_member_always("user_data", [
-                columns.hex_member(key, key, as_list=True) for key in USER_DATA_KEYS
-            ]),
-            sql.object_member("custom_data", [
-                columns.money_member("value", "value"),
-                columns.member("currency", "currency"),
-                columns.member("order_id", "order_id"),
-                columns.json_array_member("contents", "contents"),
-                columns.member("num_items", "num_items"),
-            ]),
-        ])
+        # event_name, event_time, event_id and action_source are required by the
+        # reason, and user_data is always there (possibly {}), as in to_wire.
+        event = sql.event_object(
+            [
+                ("event_name", sql.value(columns, "event_name")),
+                ("event_time", sql.value(columns, "event_time")),
+                ("event_id", sql.value(columns, "event_id")),
+                ("action_source", sql.value(columns, "action_source")),
+                ("user_data", sql.ObjectOf(tuple(
+                    columns.hex_member(key, key, as_list=True) for key in USER_DATA_KEYS
+                ))),
+            ],
+            [
+                sql.object_member("custom_data", [
+                    columns.money_member("value", "value"),
+                    columns.member("currency", "currency"),
+                    columns.member("order_id", "order_id"),
+                    columns.json_array_member("contents", "contents"),
+                    columns.member("num_items", "num_items"),
+                ]),
+            ],
+        )
         return sql.SqlEvents(sql.first_reason(checks), event,
                              python_rows=columns.json_needs_python("contents"),
                              hex_columns=USER_DATA_KEYS)

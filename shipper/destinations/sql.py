@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -171,8 +172,9 @@ class Columns:
         reason checks with `not_sha256_hex`, so a row with any other text is not sent."""
         column = self.ref(name)
         opening, closing = ('["', '"]') if as_list else ('"', '"')
+        key_and_opening = literal(json.dumps(key, ensure_ascii=False) + ":" + opening)
         return (f"case when {column} is not null then "
-                f"concat({_json_key(key)}, {literal(opening)}, {column}, {literal(closing)}) end")
+                f"concat({key_and_opening}, {column}, {literal(closing)}) end")
 
     def json_array_member(self, key: str, name: str) -> str:
         """"key":<the JSON array>, left out when NULL or empty (`parse_json_array(...) or None`).
@@ -186,6 +188,41 @@ class Columns:
         return (f"case when json_valid({column}) then case when json_type({column}) = 'ARRAY' "
                 f"and json_array_length({column}) > 0 then concat({_json_key(key)}, "
                 f"json({column})) end end")
+
+
+def value(columns: Columns, name: str) -> str:
+    """The column's value as JSON (for `event_object`'s required members)."""
+    return f"to_json({columns.ref(name)})"
+
+
+def event_object(required: Sequence[tuple[str, str | ObjectOf]],
+                 optional: Sequence[str]) -> str:
+    """A JSON object: `required` (key, JSON expression or ObjectOf) pairs first, then
+    the `optional` members (each NULL when left out, as from `Columns.member`), in one
+    concat.
+
+    Only for keys the reason makes sure of: a row whose required value is NULL must
+    have a reason, so its (broken) event is never sent. One flat concat copies the
+    event's bytes once, where nested objects would copy them at every level.
+    """
+    parts: list[str] = []
+    for position, (key, expression) in enumerate(required):
+        prefix = ("{" if position == 0 else ",") + json.dumps(key, ensure_ascii=False) + ":"
+        if isinstance(expression, ObjectOf):
+            parts.extend([literal(prefix + "{"), f"concat_ws(',', {', '.join(expression.members)})",
+                          "'}'"])
+        else:
+            parts.extend([literal(prefix), expression])
+    parts.extend(f"(',' || {member})" for member in optional)
+    parts.append("'}'")
+    return f"concat({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class ObjectOf:
+    """For `event_object`: a nested object of the members that are not NULL (maybe {})."""
+
+    members: tuple[str, ...]
 
 
 def obj(members: Sequence[str]) -> str:
@@ -290,3 +327,16 @@ def rows_not_hex(array: pa.Array) -> list[int]:
 
 def _is_sha256_hex(value: str) -> bool:
     return len(value) == 64 and not value.encode().translate(None, _HEX_DIGITS)
+
+
+def binary_views(array: pa.Array) -> list[memoryview]:
+    """The values of a binary Arrow array as views into its data buffer (no copies);
+    a NULL is an empty view."""
+    if not len(array):
+        return []
+    _validity, offsets_buffer, data_buffer = array.buffers()
+    offsets = memoryview(offsets_buffer).cast(
+        "q" if pa.types.is_large_binary(array.type) else "i"
+    )[array.offset:array.offset + len(array) + 1].tolist()
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    return [data[start:stop] for start, stop in pairwise(offsets)]

@@ -98,20 +98,26 @@ class TikTok(Destination):
             purchase=("event", "CompletePayment"), json_array="contents",
         )
         checks.append((columns.not_number("value"), "row cannot become an event (ValueError)"))
-        event = sql.obj([
-            columns.member("event", "event"),
-            columns.member("event_time", "event_time"),
-            columns.member("event_id", "event_id"),
-            sql.object_member_always("user", [columns.hex_member(key, key) for key in USER_KEYS]),
-            sql.object_member("properties", [
-                columns.money_member("value", "value"),
-                columns.member("currency", "currency"),
-                columns.member("order_id", "order_id"),
-                columns.member("shop_id", "shop_id"),
-                columns.member("content_type", "content_type"),
-                columns.json_array_member("contents", "contents"),
-            ]),
-        ])
+        # event, event_time and event_id are required by the reason, and user is always
+        # there (possibly {}), as in to_wire.
+        event = sql.event_object(
+            [
+                ("event", sql.value(columns, "event")),
+                ("event_time", sql.value(columns, "event_time")),
+                ("event_id", sql.value(columns, "event_id")),
+                ("user", sql.ObjectOf(tuple(columns.hex_member(key, key) for key in USER_KEYS))),
+            ],
+            [
+                sql.object_member("properties", [
+                    columns.money_member("value", "value"),
+                    columns.member("currency", "currency"),
+                    columns.member("order_id", "order_id"),
+                    columns.member("shop_id", "shop_id"),
+                    columns.member("content_type", "content_type"),
+                    columns.json_array_member("contents", "contents"),
+                ]),
+            ],
+        )
         return sql.SqlEvents(sql.first_reason(checks), event,
                              python_rows=columns.json_needs_python("contents"),
                              hex_columns=USER_KEYS)
