@@ -375,6 +375,9 @@ def main() -> int:
                              "(default: this tree); e.g. `git archive` of an older commit, "
                              "for before/after figures")
     parser.add_argument("--label", default="", help="a word kept in the results file name")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra environment setting for the shipper, e.g. "
+                             "SHIP_READ_BATCH_ROWS=5000 (repeatable)")
     args = parser.parse_args()
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -390,6 +393,7 @@ def main() -> int:
                 ledger = run_dir / f"ledger-{size}-{repeat}.duckdb"
                 env = ship_env(mart, ledger, server.base_url, args.concurrency,
                                args.checkout.resolve())
+                env.update(setting.split("=", 1) for setting in args.set)
                 extra = (["-m", "cProfile", "-o", str(run_dir / f"ship-{size}-{repeat}.prof")]
                          if args.profile else [])
                 prefix = ([args.py_spy, "record", "--threads", "--gil", "--rate", "200",

@@ -64,7 +64,7 @@ class ShipSettings:
     )
     outbox_dir: str = setting("outbox", "Where --dry-run writes request bodies.")
     read_batch_rows: int = setting(
-        10_000, "Rows fetched from the mart per record batch; bounds the reader's memory."
+        2_000, "Rows fetched from the mart per record batch; bounds the reader's memory."
     )
     duckdb_memory_limit: str = setting(
         "128MB", "DuckDB memory limit for reading marts and the ledger; joins spill beyond it."
