@@ -298,6 +298,9 @@ def ship_destination(
     except KeyboardInterrupt:
         interrupted = True
         raise
+    except Exception as exc:  # a bug: this destination stops, recorded as incomplete
+        report.problem = scrub(f"internal error: {type(exc).__name__}: {exc}")
+        log.exception("%s: stopped by an unexpected error", name)
     finally:
         destination.close_prepare()
         if session is not None:
@@ -684,7 +687,7 @@ def _prepare(destination: Destination, row: dict[str, Any], counts: RunCounts,
     try:
         event = destination.to_wire(row)
         current = fingerprint(event)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
         event, current = None, None
         wire_problem: str | None = f"row cannot become an event ({type(exc).__name__})"
     else:

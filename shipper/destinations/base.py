@@ -372,7 +372,7 @@ def parse_json_array(text: Any) -> list[Any] | None:
         return text
     try:
         value = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     return value if isinstance(value, list) else None
 

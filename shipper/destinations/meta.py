@@ -128,7 +128,8 @@ class Meta(Destination):
             ],
         )
         return sql.SqlEvents(sql.first_reason(checks), event,
-                             python_rows=columns.json_needs_python("contents"),
+                             python_rows=(f"{columns.json_needs_python('contents')} or "
+                                          f"{columns.number_needs_python('value')}"),
                              hex_columns=USER_DATA_KEYS)
 
     def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:

@@ -143,16 +143,30 @@ class Columns:
         return f"{column} is not null"
 
     def json_needs_python(self, name: str) -> str:
-        """True when a JSON text column holds what DuckDB's reader takes and Python's does
-        not, or takes differently: NaN or Infinity (Python parses them, then cannot send
-        them), trailing commas (DuckDB drops them, Python refuses), exponents past a
-        double's range, lone surrogate escapes. Rare, so those rows are simply handed to
-        the Python methods; a false alarm (`",nan"` inside a string) costs only speed."""
-        if self.kind(name) != "text":
+        """True when a JSON column holds what DuckDB takes and Python does not, or takes
+        differently: NaN or Infinity (Python parses them, then cannot send them),
+        trailing commas (DuckDB drops them, Python refuses), exponents or runs of digits
+        past a double's range or Python's integer limit, lone surrogate escapes, nesting
+        deep enough to reach Python's recursion limit. Rare, so those rows are simply
+        handed to the Python methods; a false alarm (`",nan"` inside a string) costs only
+        speed. A column of another type than text (a list exported to Parquet) is left
+        to Python whole: its values (NaN doubles, decimals) do not map one to one."""
+        column, kind = self.ref(name), self.kind(name)
+        if kind != "text":
+            return f"{column} is not null"
+        pattern = (r"[\[,:]\s*[-+]?(?i:nan|inf)|[eE][+-]?[0-9]{3}|[0-9]{300}|,\s*[\]}]"
+                   r"|\\u[dD][89abAB]")
+        deep = (f"case when strlen({column}) >= 1000 then strlen({column}) - strlen("
+                f"replace(replace({column}, '[', ''), '{{', '')) >= 400 else false end")
+        return f"coalesce(regexp_matches({column}, {literal(pattern)}) or {deep}, false)"
+
+    def number_needs_python(self, name: str) -> str:
+        """True when a value `money` turns into a float is not of a numeric type: what
+        Python's float() reads in text (Unicode digits, spaces) is not what DuckDB reads."""
+        column, kind = self.ref(name), self.kind(name)
+        if kind in ("integer", "decimal", "float"):
             return "false"
-        column = self.ref(name)
-        pattern = r"[\[,:]\s*[-+]?(?i:nan|inf)|[eE][+-]?[0-9]{3}|,\s*[\]}]|\\u[dD][89abAB]"
-        return f"coalesce(regexp_matches({column}, {literal(pattern)}), false)"
+        return f"{column} is not null"
 
     # -- JSON members (each is NULL when the value is NULL: concat_ws leaves it out) --------
 
@@ -165,7 +179,7 @@ class Columns:
         """"key":<the value as a JSON number> (`money`)."""
         column = self.ref(name)
         return (f"case when {column} is not null then concat({_json_key(key)}, "
-                f"to_json(cast({column} as double))) end")
+                f"to_json(try_cast({column} as double))) end")
 
     def hex_member(self, key: str, name: str, *, as_list: bool = False) -> str:
         """"key":"<hash>" (or ["<hash>"]). Quoted without escaping: only for a column the

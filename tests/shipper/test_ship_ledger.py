@@ -209,3 +209,27 @@ def test_an_event_destination_never_resends_a_delivered_key_even_if_changed(work
     workspace.meta_mart([meta_row(1, num_items=9)])
     assert workspace.ship("run", "meta") == 0
     assert fake.accepted_ids == ["evt-1"]
+
+
+class BrokenProfiles(TestProfiles):
+    """A module with a bug: validate raises on the third row."""
+
+    __test__ = False
+
+    def validate(self, row):
+        if row["external_id"] == "c2":
+            raise RuntimeError("a bug in the module")
+        return super().validate(row)
+
+
+def test_a_bug_in_a_module_stops_its_destination_recorded_as_incomplete(workspace, profiles):
+    base.unregister("test_profiles")
+    base.register(BrokenProfiles)
+    _profiles_mart(workspace, [1, 2, 3, 4])
+
+    assert workspace.ship("run", "test_profiles") == 2
+
+    with workspace.ledger() as ledger:
+        (run,) = ledger.recent_runs(["test_profiles"])
+    assert run["status"] == "incomplete"
+    assert run["message"] == "internal error: RuntimeError: a bug in the module"
