@@ -67,7 +67,8 @@ class ShipSettings:
         2_000, "Rows fetched from the mart per record batch; bounds the reader's memory."
     )
     duckdb_memory_limit: str = setting(
-        "128MB", "DuckDB memory limit for reading marts and the ledger; joins spill beyond it."
+        "64MB", "DuckDB memory limit of each of the shipper's two DuckDB databases (the "
+        "ledger, and the reader that streams the mart); joins spill beyond it."
     )
     progress_interval_seconds: float = setting(
         10.0, "Seconds between progress lines when output is not a terminal."

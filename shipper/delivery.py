@@ -273,25 +273,29 @@ def ship_destination(
     report = DestinationReport(name, "dry_run" if dry_run else "live")
     ledger.start_run(run_id, name, report.mode)
     cursor = ledger.cursor()
+    # The mart is streamed from a DuckDB of its own (Ledger.reader), attached there too.
+    reader = ledger.reader()
     session: RetryingSession | None = None
     interrupted = False
     try:
         mart = destination.settings.mart
         relation = source.relation(cursor, mart)
         check_columns(cursor, relation, mart, destination.columns)
+        if source.relation(reader, mart) != relation:
+            raise MartError(f"{mart} reads differently in the reader: a bug, please report it.")
         destination.open_prepare(PrepareContext(ledger, run_id, dry_run, outbox_dir / name,
                                                 hooks))
         if dry_run:
             outbox = OutboxWriter(destination, outbox_dir, run_id)
             _Shipment(destination, ledger, run_id, report, progress, outbox=outbox).run(
-                cursor, relation, read_batch_rows)
+                cursor, reader, relation, read_batch_rows)
             report.outbox_files = outbox.files
         else:
             session = RetryingSession.for_destination(name, destination.settings,
                                                       **hooks.for_session())
             sender = HttpSender(destination, session, sleep=hooks.sleep)
             _Shipment(destination, ledger, run_id, report, progress, sender=sender).run(
-                cursor, relation, read_batch_rows)
+                cursor, reader, relation, read_batch_rows)
     except (MartError, PrepareError) as exc:
         report.problem = str(exc)
         log.error("%s: %s", name, exc)
@@ -306,6 +310,7 @@ def ship_destination(
         if session is not None:
             session.close()
         cursor.close()
+        reader.close()
         progress.update(name, report.counts, final=True)
         status = "interrupted" if interrupted else report.status
         ledger.finish_run(run_id, name, report.counts, status, report.problem)
@@ -344,14 +349,14 @@ class _Shipment:
         self.batch = Batch()
         self.batch_bytes = self.envelope_bytes
 
-    def run(self, cursor: Any, relation: str, read_batch_rows: int) -> None:
+    def run(self, cursor: Any, reader: Any, relation: str, read_batch_rows: int) -> None:
         destination, counts = self.destination, self.counts
         sql, already = self.ledger.stage_pending(cursor, self.name, relation,
                                                  destination.columns,
-                                                 destination.resend_when_changed)
+                                                 destination.resend_when_changed, reader=reader)
         counts.read += already
         counts.skipped += already
-        in_sql = self._sql_events(cursor, relation)
+        in_sql = self._sql_events(reader, relation)
         if in_sql is not None:
             sql = _with_sql_events(sql, in_sql)
             log.debug("%s: events are validated and built in SQL", self.name)
@@ -360,7 +365,7 @@ class _Shipment:
             self.recorder = _Recorder(self.ledger, self.run_id, self.name, self.notices,
                                       self.group_batches)
             self.recorder.start()
-        batches = prefetch(stream_batches(cursor, sql, None, read_batch_rows))
+        batches = prefetch(stream_batches(reader, sql, None, read_batch_rows))
         try:
             for record_batch in batches:
                 rejected = Outcomes()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from typing import Any, Self
 import duckdb
 import pyarrow as pa
 
-from shipper.reader import quote_identifier
+from shipper.reader import quote_identifier, quote_literal
 from shipper.redact import scrub
 
 SCHEMA_VERSION = "1"
@@ -235,11 +236,15 @@ class Ledger:
     records the batch it sent); a lock takes them one at a time.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool,
+                 memory_limit: str | None = None) -> None:
         self._con = con
         self.path = path
         self.read_only = read_only
+        self.memory_limit = memory_limit
         self._lock = threading.Lock()
+        self._scratch: list[Path] = []
+        self._scratch_dirs: list[Path] = []
 
     @classmethod
     def open(cls, path: str | Path, memory_limit: str | None = None) -> Ledger:
@@ -263,7 +268,7 @@ class Ledger:
         except Exception:
             con.close()
             raise
-        return cls(con, path, read_only=False)
+        return cls(con, path, read_only=False, memory_limit=memory_limit)
 
     @classmethod
     def open_read_only(cls, path: str | Path) -> Ledger | None:
@@ -275,6 +280,32 @@ class Ledger:
 
     def close(self) -> None:
         self._con.close()
+        for scratch in self._scratch:
+            scratch.unlink(missing_ok=True)
+        for directory in self._scratch_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB of its own (in memory, same memory limit) for a run's long read.
+
+        A query that streams for the whole run must not hold a transaction in the
+        ledger's database: while one does, DuckDB cannot checkpoint the ledger, so every
+        outcome written meanwhile stays in memory (with its index) until the memory limit
+        fails a commit, about 1.8 million events into a run with 128MB. The reader
+        attaches the mart itself, and `stage_pending(..., reader=...)` hands it the
+        ledger's state of the pending keys as a Parquet file.
+        """
+        con = duckdb.connect()
+        # One thread: it streams while the ledger, the senders and Python need the
+        # other cores (measured faster than DuckDB's default of one per core).
+        con.execute("set threads = 1")
+        # A join with many pending keys spills next to the ledger, not into the cwd.
+        spill = self.path.with_name(f".{self.path.name}.reader.tmp")
+        con.execute(f"set temp_directory = {quote_literal(str(spill))}")
+        self._scratch_dirs.append(spill)
+        if self.memory_limit:
+            set_memory_limit(con, self.memory_limit)
+        return con
 
     def __enter__(self) -> Self:
         return self
@@ -313,7 +344,7 @@ class Ledger:
             )
             self._con.execute("commit")
         except BaseException:
-            self._con.execute("rollback")
+            _rollback(self._con)
             raise
 
     def _update_run(self, run_id: str, destination: str, counts: RunCounts) -> None:
@@ -383,13 +414,14 @@ class Ledger:
                     self._update_run(run_id, destination, counts)
                 self._con.execute("commit")
             except BaseException:
-                self._con.execute("rollback")
+                _rollback(self._con)
                 raise
         finally:
             self._con.unregister("batch_records")
 
     def stage_pending(self, con: duckdb.DuckDBPyConnection, destination: str, relation: str,
                       columns: Sequence[str], resend_when_changed: bool,
+                      reader: duckdb.DuckDBPyConnection | None = None,
                       ) -> tuple[str, int]:
         """Find the mart rows still to handle: SQL that streams them, and how many were skipped.
 
@@ -401,7 +433,10 @@ class Ledger:
 
         The keys to handle are staged in a temp table of `con` (it vanishes with
         `con`), so the streaming query joins the mart with that table only. Stream
-        the returned SQL on the same `con`.
+        the returned SQL on the same `con`. With `reader` (`Ledger.reader()`, where
+        the mart is attached under the same name) they are staged in a Parquet file
+        instead, and the SQL is for `reader`: the long stream then holds no
+        transaction in the ledger's database.
 
         Two cases skip the staging, because the streaming query is the one thing in a
         run that lives long: when the ledger knows none of the mart's keys (a first
@@ -439,10 +474,7 @@ class Ledger:
             sql = f"select {selected}, {no_state} from {relation} as mart where {where}"
             return sql, skipped
 
-        staged = quote_identifier(f"pending_{destination}")
-        con.execute(
-            f"""
-            create or replace temp table {staged} as
+        state_of_pending = f"""
             select
                 cast(mart.delivery_key as varchar) as delivery_key,
                 ledger.status as __ledger_status,
@@ -450,12 +482,22 @@ class Ledger:
                 ledger.rejected_by as __ledger_rejected_by
             from {relation} as mart
             left join deliveries as ledger
-                on ledger.destination = $destination
+                on ledger.destination = {quote_literal(destination)}
                 and ledger.delivery_key = cast(mart.delivery_key as varchar)
             {keep}
-            """,
-            {"destination": destination},
-        )
+        """
+        if reader is not None:
+            # To a Parquet file the reader joins: the long stream then runs in the
+            # reader's DuckDB only (see `reader`).
+            scratch = self.path.with_name(f".{self.path.name}.pending-{destination}.parquet")
+            self._scratch.append(scratch)
+            con.execute(f"copy ({state_of_pending}) to {quote_literal(str(scratch))} "
+                        "(format parquet)")
+            pending = f"read_parquet({quote_literal(str(scratch))})"
+        else:
+            staged = quote_identifier(f"pending_{destination}")
+            con.execute(f"create or replace temp table {staged} as {state_of_pending}")
+            pending = f"temp.{staged}"
         sql = f"""
             select
                 {selected},
@@ -463,7 +505,7 @@ class Ledger:
                 pending.__ledger_fingerprint,
                 pending.__ledger_rejected_by
             from {relation} as mart
-            join temp.{staged} as pending
+            join {pending} as pending
                 on pending.delivery_key = cast(mart.delivery_key as varchar)
         """
         return sql, skipped
@@ -543,6 +585,16 @@ def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
             f"({_first_line(exc)}): use "
             "a value such as '1GB'."
         ) from None
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failed statement, keeping that statement's error: a failed
+    COMMIT has already ended the transaction, and the rollback's own error would hide
+    the one that matters."""
+    try:
+        con.execute("rollback")
+    except duckdb.Error:
+        pass
 
 
 def _destination_filter(destinations: Sequence[str] | None) -> tuple[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from shipper.config import DestinationSettings, setting
 from shipper.destinations import base
 from shipper.destinations.base import Destination, Request, Verdict
 from shipper.ledger import DeliveryRecord, Ledger, RunCounts, fingerprint
-from shipper.reader import DuckDBSource
+from shipper.reader import DuckDBSource, stream_batches
 from tests.fakes import FakeApp, Reply
 from tests.shipper.marts import meta_row, write_mart
 
@@ -233,3 +233,48 @@ def test_a_bug_in_a_module_stops_its_destination_recorded_as_incomplete(workspac
         (run,) = ledger.recent_runs(["test_profiles"])
     assert run["status"] == "incomplete"
     assert run["message"] == "internal error: RuntimeError: a bug in the module"
+
+
+# -- the long read must not keep the ledger from checkpointing --------------------------------
+
+
+def _mart_file(path, rows):
+    con = duckdb.connect(str(path))
+    con.execute(f"create table events as select 'k' || range as delivery_key, range as n "
+                f"from range({rows})")
+    con.close()
+
+
+def _checkpoint_while_streaming(tmp_path, use_reader):
+    tmp_path.mkdir()
+    mart = tmp_path / "mart.duckdb"
+    _mart_file(mart, 50_000)
+    with Ledger.open(tmp_path / "ledger.duckdb", "64MB") as ledger:
+        ledger.start_run("r1", "meta", "live")
+        ledger.record("r1", "meta", [DeliveryRecord("k1", "delivered", "f" * 64, None, 1)])
+        cursor = ledger.cursor()
+        reader = ledger.reader() if use_reader else cursor
+        source = DuckDBSource(mart)
+        relation = source.relation(cursor, "events")
+        assert source.relation(reader, "events") == relation
+        sql, _skipped = ledger.stage_pending(cursor, "meta", relation, ["delivery_key", "n"],
+                                             False, reader=reader if use_reader else None)
+        batches = stream_batches(reader, sql, None, 1000)
+        next(batches)  # the stream is open, as during a run
+        # What a run writes meanwhile: outcomes, and the run's counts every few seconds.
+        ledger.record("r1", "meta", [DeliveryRecord("k2", "delivered", "f" * 64, None, 1)],
+                      RunCounts(read=2))
+        try:
+            ledger._con.execute("checkpoint")
+            return None
+        except duckdb.Error as exc:
+            return str(exc)
+        finally:
+            batches.close()
+
+
+def test_the_reader_streams_without_keeping_the_ledger_from_checkpointing(tmp_path):
+    # Streaming from a cursor of the ledger's own database blocks its checkpoints (the
+    # memory then grows with every outcome until a commit fails), from the reader not.
+    assert _checkpoint_while_streaming(tmp_path / "cursor", use_reader=False) is not None
+    assert _checkpoint_while_streaming(tmp_path / "reader", use_reader=True) is None
