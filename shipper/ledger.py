@@ -46,6 +46,9 @@ from shipper.redact import scrub
 
 SCHEMA_VERSION = "1"
 
+# DuckDB's memory limit while a rerun stages its pending rows (see stage_pending).
+STAGING_MEMORY_LIMIT = "1GB"
+
 _SCHEMA = """
 create table if not exists ledger_info (
     key varchar primary key,
@@ -255,6 +258,9 @@ class Ledger:
         try:
             if memory_limit:
                 set_memory_limit(con, memory_limit)
+            # No query of the shipper relies on an order it does not ask for, and keeping
+            # it makes DuckDB buffer whole results (staging a rerun's pending rows).
+            con.execute("set preserve_insertion_order = false")
             con.execute(_SCHEMA)
             con.execute(
                 "insert into ledger_info values ('schema_version', ?) on conflict do nothing",
@@ -296,6 +302,7 @@ class Ledger:
         ledger's state of the pending keys as a Parquet file.
         """
         con = duckdb.connect()
+        con.execute("set preserve_insertion_order = false")
         # One thread: it streams while the ledger, the senders and Python need the
         # other cores (measured faster than DuckDB's default of one per core).
         con.execute("set threads = 1")
@@ -434,9 +441,10 @@ class Ledger:
         The keys to handle are staged in a temp table of `con` (it vanishes with
         `con`), so the streaming query joins the mart with that table only. Stream
         the returned SQL on the same `con`. With `reader` (`Ledger.reader()`, where
-        the mart is attached under the same name) they are staged in a Parquet file
-        instead, and the SQL is for `reader`: the long stream then holds no
-        transaction in the ledger's database.
+        the mart is attached under the same name) the pending rows themselves are
+        written to a Parquet file instead, and the SQL, for `reader`, streams that
+        file: the long stream then holds no transaction in the ledger's database,
+        and needs no more memory than a scan.
 
         Two cases skip the staging, because the streaming query is the one thing in a
         run that lives long: when the ledger knows none of the mart's keys (a first
@@ -474,7 +482,67 @@ class Ledger:
             sql = f"select {selected}, {no_state} from {relation} as mart where {where}"
             return sql, skipped
 
-        state_of_pending = f"""
+        if reader is not None:
+            destination_literal = quote_literal(destination)
+            if resend_when_changed:
+                # Every key's state is needed (its fingerprint decides).
+                state_rows, skip_delivered = "", ""
+            else:
+                # Delivered keys only leave rows out: the join that carries a state
+                # (with its 64-character fingerprint) holds just the keys not delivered,
+                # usually few, and the delivered ones go in an anti-join of bare keys.
+                # One join holding every key with its state needs several times the
+                # memory, more than a 64MB DuckDB has at a million keys.
+                state_rows = "and status <> 'delivered'"
+                skip_delivered = f"""
+                    anti join (
+                        select delivery_key from deliveries
+                        where destination = {destination_literal} and status = 'delivered'
+                    ) as delivered
+                        on delivered.delivery_key = cast(mart.delivery_key as varchar)
+                """
+            # The pending rows themselves, with their state, to a Parquet file the reader
+            # streams: no join in the reader, whose memory stays that of a plain scan,
+            # and the long stream holds no transaction in the ledger's database.
+            scratch = self.path.with_name(f".{self.path.name}.pending-{destination}.parquet")
+            self._scratch.append(scratch)
+            # A one-off query before the run, which a small memory limit fails with
+            # millions of keys (DuckDB 2.0.1 does not spill all of it): one thread and
+            # STAGING_MEMORY_LIMIT for it, then the run's own settings again.
+            con.execute("set threads = 1")
+            con.execute(f"set memory_limit = '{STAGING_MEMORY_LIMIT}'")
+            try:
+                con.execute(f"""
+                copy (
+                    select
+                        {selected},
+                        ledger.status as __ledger_status,
+                        ledger.fingerprint as __ledger_fingerprint,
+                        ledger.rejected_by as __ledger_rejected_by
+                    from {relation} as mart
+                    {skip_delivered}
+                    left join (
+                        select delivery_key, status, fingerprint, rejected_by
+                        from deliveries
+                        where destination = {destination_literal} {state_rows}
+                    ) as ledger
+                        on ledger.delivery_key = cast(mart.delivery_key as varchar)
+                    where mart.delivery_key is not null
+                ) to {quote_literal(str(scratch))} (format parquet, row_group_size 8192)
+                """)
+            finally:
+                con.execute("reset threads")
+                if self.memory_limit:
+                    set_memory_limit(con, self.memory_limit)
+                else:
+                    con.execute("reset memory_limit")
+            names = ", ".join(quote_identifier(column) for column in (*columns, *ledger_state))
+            return f"select {names} from read_parquet({quote_literal(str(scratch))})", skipped
+
+        staged = quote_identifier(f"pending_{destination}")
+        con.execute(
+            f"""
+            create or replace temp table {staged} as
             select
                 cast(mart.delivery_key as varchar) as delivery_key,
                 ledger.status as __ledger_status,
@@ -485,19 +553,8 @@ class Ledger:
                 on ledger.destination = {quote_literal(destination)}
                 and ledger.delivery_key = cast(mart.delivery_key as varchar)
             {keep}
-        """
-        if reader is not None:
-            # To a Parquet file the reader joins: the long stream then runs in the
-            # reader's DuckDB only (see `reader`).
-            scratch = self.path.with_name(f".{self.path.name}.pending-{destination}.parquet")
-            self._scratch.append(scratch)
-            con.execute(f"copy ({state_of_pending}) to {quote_literal(str(scratch))} "
-                        "(format parquet)")
-            pending = f"read_parquet({quote_literal(str(scratch))})"
-        else:
-            staged = quote_identifier(f"pending_{destination}")
-            con.execute(f"create or replace temp table {staged} as {state_of_pending}")
-            pending = f"temp.{staged}"
+            """
+        )
         sql = f"""
             select
                 {selected},
@@ -505,7 +562,7 @@ class Ledger:
                 pending.__ledger_fingerprint,
                 pending.__ledger_rejected_by
             from {relation} as mart
-            join {pending} as pending
+            join temp.{staged} as pending
                 on pending.delivery_key = cast(mart.delivery_key as varchar)
         """
         return sql, skipped
