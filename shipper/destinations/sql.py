@@ -4,9 +4,10 @@ A destination can describe its `validate` and `to_wire` as two SQL expressions
 over the mart's columns (`Destination.sql_events`): the reason a row cannot be
 sent (NULL when it can), and the JSON text of its wire event. The shipper then
 streams key, reason and event from DuckDB and does no per-row Python work but
-hashing and batching: that is what takes `ship run meta` past 100,000 events
-a second (README, Benchmarks). Without them a destination runs row by row in
-Python, and `build_events_in_sql = false` forces that for one that has them.
+hashing and batching: that took `ship run meta` from about 14,000 to 55,000 to
+75,000 events a second (README, Benchmarks). Without them a destination runs
+row by row in Python, and `build_events_in_sql = false` forces that for one
+that has them.
 
 The Python methods stay the reference. tests/shipper/test_sql_events.py checks,
 for rows of every shape (valid ones and each way a row can be wrong), that both
@@ -112,13 +113,6 @@ class Columns:
             return f"coalesce(len({column}), 0) = 0"
         return f"{column} is null"
 
-    def not_sha256_hex(self, name: str) -> str:
-        """Present, but not 64 lower-case hex digits (`is_sha256_hex`)."""
-        column = self.ref(name)
-        if self.kind(name) != "text":
-            return f"{column} is not null"
-        return f"not regexp_full_match({column}, '[0-9a-f]{{64}}')"
-
     def not_json_array(self, name: str) -> str:
         """Present, but not a JSON array (`parse_json_array` gives None)."""
         column, kind = self.ref(name), self.kind(name)
@@ -182,8 +176,8 @@ class Columns:
                 f"to_json(try_cast({column} as double))) end")
 
     def hex_member(self, key: str, name: str, *, as_list: bool = False) -> str:
-        """"key":"<hash>" (or ["<hash>"]). Quoted without escaping: only for a column the
-        reason checks with `not_sha256_hex`, so a row with any other text is not sent."""
+        """"key":"<hash>" (or ["<hash>"]). Quoted without escaping: only for a column in
+        `SqlEvents.hex_columns`, so a row with any other text goes through Python."""
         column = self.ref(name)
         opening, closing = ('["', '"]') if as_list else ('"', '"')
         key_and_opening = literal(json.dumps(key, ensure_ascii=False) + ":" + opening)
@@ -239,20 +233,10 @@ class ObjectOf:
     members: tuple[str, ...]
 
 
-def obj(members: Sequence[str]) -> str:
-    """A JSON object of the members that are not NULL (possibly `{}`)."""
-    return f"concat('{{', concat_ws(',', {', '.join(members)}), '}}')"
-
-
 def object_member(key: str, members: Sequence[str]) -> str:
     """"key":{...}, left out (NULL) when every member is NULL (`drop_none(...) or None`)."""
     return (f"({_json_key(key)} || '{{' || nullif(concat_ws(',', {', '.join(members)}), '') "
             f"|| '}}')")
-
-
-def object_member_always(key: str, members: Sequence[str]) -> str:
-    """"key":{...}, kept even when empty."""
-    return f"concat({_json_key(key)}, {obj(members)})"
 
 
 def first_reason(checks: Sequence[tuple[str, str]]) -> str:
@@ -265,11 +249,9 @@ def first_reason(checks: Sequence[tuple[str, str]]) -> str:
 
 def event_checks(columns: Columns, *, required: Sequence[str], now: float, max_age_days: int,
                  identifier_keys: Sequence[str], purchase: tuple[str, str] | None = None,
-                 json_array: str | None = None,
-                 hex_in_sql: bool = False) -> list[tuple[str, str]]:
-    """`base.check_event` as (condition, reason) pairs, in the same order; without the
-    hex checks of `identifier_keys` unless `hex_in_sql` (pass them as
-    `SqlEvents.hex_columns`)."""
+                 json_array: str | None = None) -> list[tuple[str, str]]:
+    """`base.check_event` as (condition, reason) pairs, in the same order, without the
+    hex checks of `identifier_keys`: pass those as `SqlEvents.hex_columns`."""
     checks: list[tuple[str, str]] = [
         (columns.missing(key), f"{key} is missing") for key in required
     ]
@@ -301,13 +283,7 @@ def event_checks(columns: Columns, *, required: Sequence[str], now: float, max_a
     all_null = " and ".join(f"{columns.ref(key)} is null" for key in identifier_keys)
     checks.append((all_null, "no user data (every identifier is NULL)"))
     # The hex checks of identifier_keys come here in check_event; they are made on the
-    # Arrow buffers instead (SqlEvents.hex_columns), unless hex_in_sql.
-    if hex_in_sql:
-        checks.extend(
-            (f"{columns.ref(key)} is not null and {columns.not_sha256_hex(key)}",
-             f"{key} is not a 64-character lower-case hex SHA-256")
-            for key in identifier_keys
-        )
+    # Arrow buffers instead (SqlEvents.hex_columns, rows_not_hex).
     if json_array is not None:
         checks.append((columns.not_json_array(json_array), f"{json_array} is not a JSON array"))
     return checks
