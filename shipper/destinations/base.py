@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from shipper.config import DestinationSettings
-from shipper.destinations.sql import Columns, SqlEvents
+
+if TYPE_CHECKING:  # sql.py takes is_sha256_hex from here
+    from shipper.destinations.sql import Columns, SqlEvents
 
 _REGISTRY: dict[str, type[Destination]] = {}
 

@@ -38,6 +38,8 @@ from itertools import pairwise
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shipper.destinations.base import is_sha256_hex
+
 _INTEGER_TYPES = frozenset({
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
     "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
@@ -312,11 +314,7 @@ def rows_not_hex(array: pa.Array) -> list[int]:
         if not bytes(memoryview(data_buffer)[first:last]).translate(None, _HEX_DIGITS):
             return []
     return [index for index, value in enumerate(array.to_pylist())
-            if value is not None and not _is_sha256_hex(value)]
-
-
-def _is_sha256_hex(value: str) -> bool:
-    return len(value) == 64 and not value.encode().translate(None, _HEX_DIGITS)
+            if value is not None and not is_sha256_hex(value)]
 
 
 def binary_views(array: pa.Array) -> list[memoryview]:
