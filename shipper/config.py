@@ -88,11 +88,6 @@ class DestinationSettings:
     api_version: str = setting("", "API version segment of the endpoint path.")
     batch_size: int = setting(1000, "Events per request; at most the platform's maximum.")
     concurrency: int = setting(2, "Requests in flight at once for this destination.")
-    ledger_group_batches: int = setting(
-        4, "Answered batches that may wait to be written to the ledger together (one "
-        "transaction). A kill -9 can cause these and the batches in flight to be sent "
-        "again; 1 writes every batch on its own (slower)."
-    )
     requests_per_second: float = setting(0.0, "Rate limit across all threads; 0 means none.")
     connect_timeout_seconds: float = setting(10.0, "Seconds to wait for a connection.")
     timeout_seconds: float = setting(60.0, "Seconds to wait for the response to one request.")
@@ -105,11 +100,9 @@ class DestinationSettings:
     test_event_code: str | None = setting(
         None, "Platform test code: events go to the test tool, not to reporting."
     )
-    max_event_age_days: int = setting(7, "Events older than this are rejected before sending.")
-    build_events_in_sql: bool = setting(
-        True, "Validate and build events in DuckDB a read batch at a time, where the "
-        "destination can (meta, tiktok); false: row by row in Python."
-    )
+    max_event_age_days: int = setting(
+        7, "The platform's age limit: an event older than this when the run reaches it is "
+           "recorded as expired, not sent (the mart's window decides which events exist).")
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ class RetryingSession:
     def send(self, request: Request,
              interpret: Callable[[int, Any], Interpretation]) -> SendResult:
         """Send `request` until `interpret` gives a non-retryable answer or the budget is spent."""
-        body = request.body_bytes()
+        body = request.body
         started = self._clock()
         attempt = 0
         while True:

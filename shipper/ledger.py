@@ -7,7 +7,8 @@ deliveries   one row per (destination, delivery_key): the latest outcome.
     fingerprint       SHA-256 hex of the event as sent: of its canonical JSON (sorted
                       keys) when built row by row in Python, of its JSON bytes as
                       sent when built in SQL (Meta, TikTok)
-    status            delivered | rejected | failed
+    status            delivered | rejected | failed | expired (older than the
+                      platform's hard age limit when the run reached it; never sent)
     rejected_by       validation (the shipper refused to send it) | platform
     attempts          HTTP requests that carried the row, retries included
     first_attempt_at  UTC, first time the row was handled
@@ -17,13 +18,14 @@ deliveries   one row per (destination, delivery_key): the latest outcome.
 runs         one row per (run_id, destination): mode (live | dry_run), started_at,
              finished_at, status (running | ok | rejections | incomplete | interrupted)
              and the counts rows_read, rows_skipped, rows_sent, rows_accepted,
-             rows_rejected, rows_failed.
+             rows_rejected, rows_failed, rows_expired.
 rejections   view: the rejected rows with their reason.
 
-Every batch is written in one transaction (with the other answered batches
-waiting then), after the platform answered, so a `kill -9` at any point loses
-nothing: what was committed is known, and only the batches in flight or
-waiting for the ledger at that moment are sent again by the next run.
+Every batch is written in one transaction by the thread that sent it, as
+soon as the platform answered and before that thread takes another batch, so
+a `kill -9` at any point loses nothing: what was committed is known, and only
+the batches on the wire at that moment (at most `concurrency`) are sent again
+by the next run.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import pyarrow as pa
 from shipper.reader import quote_identifier, quote_literal
 from shipper.redact import scrub
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 # DuckDB's memory limit while a rerun stages its pending rows (see stage_pending).
 STAGING_MEMORY_LIMIT = "1GB"
@@ -58,7 +60,7 @@ create table if not exists deliveries (
     destination varchar not null,
     delivery_key varchar not null,
     fingerprint varchar,
-    status varchar not null check (status in ('delivered', 'rejected', 'failed')),
+    status varchar not null check (status in ('delivered', 'rejected', 'failed', 'expired')),
     rejected_by varchar check (rejected_by in ('validation', 'platform')),
     attempts integer not null default 0,
     first_attempt_at timestamp not null,
@@ -80,6 +82,7 @@ create table if not exists runs (
     rows_accepted bigint not null default 0,
     rows_rejected bigint not null default 0,
     rows_failed bigint not null default 0,
+    rows_expired bigint not null default 0,
     message varchar,
     primary key (run_id, destination)
 );
@@ -213,6 +216,7 @@ class RunCounts:
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
+    expired: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     def add(self, records: Iterable[DeliveryRecord] | Outcomes) -> None:
@@ -224,6 +228,8 @@ class RunCounts:
         for status, error in zip(outcomes.statuses, outcomes.errors, strict=True):
             if status == "rejected":
                 self.count_rejection(error or "no reason given")
+            elif status == "expired":
+                self.expired += 1
             elif status != "delivered":
                 self.failed += 1
 
@@ -261,6 +267,7 @@ class Ledger:
             # No query of the shipper relies on an order it does not ask for, and keeping
             # it makes DuckDB buffer whole results (staging a rerun's pending rows).
             con.execute("set preserve_insertion_order = false")
+            _migrate(con)
             con.execute(_SCHEMA)
             con.execute(
                 "insert into ledger_info values ('schema_version', ?) on conflict do nothing",
@@ -314,6 +321,12 @@ class Ledger:
             set_memory_limit(con, self.memory_limit)
         return con
 
+    def scratch_path(self, suffix: str) -> Path:
+        """A scratch file beside the ledger, removed when the ledger is closed."""
+        path = self.path.with_name(f".{self.path.name}.{suffix}")
+        self._scratch.append(path)
+        return path
+
     def __enter__(self) -> Self:
         return self
 
@@ -357,9 +370,10 @@ class Ledger:
     def _update_run(self, run_id: str, destination: str, counts: RunCounts) -> None:
         self._con.execute(
             "update runs set rows_read = ?, rows_skipped = ?, rows_sent = ?, rows_accepted = ?, "
-            "rows_rejected = ?, rows_failed = ? where run_id = ? and destination = ?",
+            "rows_rejected = ?, rows_failed = ?, rows_expired = ? "
+            "where run_id = ? and destination = ?",
             [counts.read, counts.skipped, counts.sent, counts.accepted, counts.rejected,
-             counts.failed, run_id, destination],
+             counts.failed, counts.expired, run_id, destination],
         )
 
     # -- deliveries ------------------------------------------------------------------------
@@ -630,6 +644,40 @@ class Ledger:
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
         finally:
             cursor.close()
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a ledger written by an earlier version to SCHEMA_VERSION, in one transaction.
+
+    1 -> 2: `deliveries.status` may be 'expired' (DuckDB cannot alter a CHECK
+    constraint, so the table is rebuilt) and `runs` counts expired rows.
+    """
+    tables = {row[0] for row in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'main'"
+    ).fetchall()}
+    if "ledger_info" not in tables:
+        return
+    row = con.execute("select value from ledger_info where key = 'schema_version'").fetchone()
+    version = row[0] if row else SCHEMA_VERSION
+    if version == SCHEMA_VERSION:
+        return
+    if version != "1":
+        raise LedgerError(f"the ledger has schema version {version}, which this shipper does "
+                          f"not know (it writes {SCHEMA_VERSION}): use a newer shipper.")
+    con.execute("begin transaction")
+    try:
+        con.execute("drop view if exists rejections")
+        con.execute("alter table deliveries rename to deliveries_v1")
+        con.execute(_SCHEMA)
+        con.execute("insert into deliveries select * from deliveries_v1")
+        con.execute("drop table deliveries_v1")
+        con.execute("alter table runs add column if not exists rows_expired bigint default 0")
+        con.execute("update ledger_info set value = ? where key = 'schema_version'",
+                    [SCHEMA_VERSION])
+        con.execute("commit")
+    except BaseException:
+        _rollback(con)
+        raise
 
 
 def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
@@ -187,6 +188,19 @@ class _Failed:
 
 
 _END = object()
+
+
+def binary_views(array: pa.Array) -> list[memoryview]:
+    """The values of a binary Arrow array as views into its data buffer (no copies);
+    a NULL is an empty view."""
+    if not len(array):
+        return []
+    _validity, offsets_buffer, data_buffer = array.buffers()
+    offsets = memoryview(offsets_buffer).cast(
+        "q" if pa.types.is_large_binary(array.type) else "i"
+    )[array.offset:array.offset + len(array) + 1].tolist()
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    return [data[start:stop] for start, stop in pairwise(offsets)]
 
 
 def stream_mart(con: duckdb.DuckDBPyConnection, relation: str, columns: Sequence[str],

@@ -404,7 +404,7 @@ class MappingCounts:
 
 
 class Uid2Mapper:
-    """Sets `uid2` (and `uid2_unmapped`) on rows that carry identifier_type + uid2_hash.
+    """Maps the (identifier_type, uid2_hash) of each row to its raw UID2.
 
     Live: cached mappings still fresh are used as they are; the other hashes go
     to UID2 in batches of `batch_size` and the answers are stored before they
@@ -431,10 +431,38 @@ class Uid2Mapper:
     def dry_run(self) -> bool:
         return self.service is None
 
-    def resolve(self, rows: Sequence[dict[str, Any]]) -> None:
-        keys = list(dict.fromkeys((row["identifier_type"], row["uid2_hash"]) for row in rows))
-        if not keys:
-            return
+    def resolve(self, identifier_types: Sequence[str | None],
+                uid2_hashes: Sequence[str | None]) -> list[tuple[str | None, str | None]]:
+        """Per row (the two columns side by side): (uid2, None) when the hash maps to a
+        UID2 (in a dry run, a hash never mapped gives DRY_RUN_PLACEHOLDER), or (None,
+        why) when it maps to nothing."""
+        rows = list(zip(identifier_types, uid2_hashes, strict=True))
+        keys: list[Key] = list(dict.fromkeys(
+            (identifier_type, uid2_hash) for identifier_type, uid2_hash in rows
+            if identifier_type in REQUEST_KEYS and uid2_hash))
+        known = self._known(keys) if keys else {}
+        counts = self.counts
+        resolved: list[tuple[str | None, str | None]] = []
+        for identifier_type, uid2_hash in rows:
+            if identifier_type not in REQUEST_KEYS or not uid2_hash:
+                reason = ("uid2_hash is missing" if identifier_type in REQUEST_KEYS
+                          else "identifier_type is not 'email' or 'phone'")
+                resolved.append((None, reason))
+                counts.unmapped[reason] += 1
+                continue
+            mapping = known.get((identifier_type, uid2_hash))
+            if mapping is None:  # dry run, never mapped
+                resolved.append((DRY_RUN_PLACEHOLDER, None))
+            elif mapping.uid2 is None:
+                resolved.append((None, mapping.unmapped_reason))
+                counts.unmapped[mapping.unmapped_reason or "unknown"] += 1
+            else:
+                resolved.append((mapping.uid2, None))
+        return resolved
+
+    def _known(self, keys: Sequence[Key]) -> dict[Key, Uid2Mapping]:
+        """The mappings of `keys`: fresh ones from the cache, the rest asked of UID2 (in
+        a dry run: written to the outbox, and the stale cached ones used)."""
         now = utc(self.now())
         cached = self.cache.lookup(keys)
         fresh = {key: mapping for key, mapping in cached.items()
@@ -464,15 +492,7 @@ class Uid2Mapper:
             counts.mapped += len(answered)
             counts.refreshed += sum(1 for key in answered if key in cached)
             known.update(answered)
-        for row in rows:
-            mapping = known.get((row["identifier_type"], row["uid2_hash"]))
-            if mapping is None:  # dry run, never mapped
-                row["uid2"], row["uid2_unmapped"] = DRY_RUN_PLACEHOLDER, None
-            elif mapping.uid2 is None:
-                row["uid2"], row["uid2_unmapped"] = None, mapping.unmapped_reason
-                counts.unmapped[mapping.unmapped_reason or "unknown"] += 1
-            else:
-                row["uid2"], row["uid2_unmapped"] = mapping.uid2, None
+        return known
 
     def _write_request(self, keys: Sequence[Key]) -> None:
         if self.outbox is None:

@@ -1,10 +1,12 @@
 """What a destination module provides, and the registry it joins.
 
-A destination knows its platform and nothing else: which mart columns it
-reads, when a row is not sendable, how rows become the platform's events, how
-a batch of events becomes one HTTP request, and how a response becomes a
-verdict. Retries, rate limits, threads, the ledger and the outbox live in
-`shipper.http` and `shipper.delivery`.
+The mart decides everything about a row: the shipper reads `delivery_key` and
+`payload` (the JSON object the platform receives, built in SQL) and sends it.
+A REST destination module knows only its platform's side of that: the
+envelope a batch of payloads travels in (URL, headers, auth, the wrapper
+object), its limits, and how an answer becomes a verdict per row. Retries,
+rate limits, threads, the ledger and the outbox live in `shipper.http` and
+`shipper.delivery`.
 
 Adding a platform means one module in this package that defines a subclass
 and decorates it with `@register`; `shipper.destinations` imports every module
@@ -14,8 +16,6 @@ of the package, so nothing else has to change.
 from __future__ import annotations
 
 import json
-import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,14 +24,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from shipper.config import DestinationSettings
 
-if TYPE_CHECKING:  # sql.py takes is_sha256_hex from here
-    from shipper.destinations.sql import Columns, SqlEvents
+if TYPE_CHECKING:
+    from shipper.hooks import Hooks
+    from shipper.ledger import Ledger
 
 _REGISTRY: dict[str, type[Destination]] = {}
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
 SECONDS_PER_DAY = 86_400
+
+# A payload as read from the mart: the JSON text's UTF-8 bytes, usually a view into
+# the Arrow buffer it was read into (no copy per event).
+Payload = bytes | memoryview
 
 
 def register(cls: type[Destination]) -> type[Destination]:
@@ -52,66 +55,95 @@ def unregister(name: str) -> None:
 class Request:
     """One HTTP request, as the destination wants it sent.
 
-    Credentials go in `headers` or `params` only, never in `json_body`: the
-    dry run writes `json_body` to the outbox and logs never print the other two.
+    Credentials go in `headers` or `params` only, never in `body`: the dry run
+    writes `body` to the outbox and logs never print the other two.
     """
 
     method: str
     url: str
     headers: Mapping[str, str]
-    json_body: Any
+    body: bytes | None = None
     params: Mapping[str, str] = field(default_factory=dict)
 
-    def body_bytes(self) -> bytes:
-        """The exact bytes sent on the wire (and written by the dry run); none for a
-        request without a body (json_body None: a GET polling a job)."""
-        return b"" if self.json_body is None else encode_body(self.json_body)
+
+class _Payloads:
+    """Marks where a batch's payloads go in an envelope (see `envelope`)."""
+
+    def __repr__(self) -> str:
+        return "PAYLOADS"
 
 
-# Where encode_body collects the bytes values of the body it is encoding (per thread:
-# sender threads encode their bodies at the same time).
-_raw_values = threading.local()
-# What the encoder writes in place of a bytes value, to be replaced by those bytes: a
-# string no JSON text the shipper writes contains (NUL characters are escaped as \u0000).
-_RAW_MARK = "\x00raw-json\x00"
-_RAW_MARK_ENCODED = json.dumps(_RAW_MARK)
-
-
-def _encode_default(value: Any) -> Any:
-    if isinstance(value, (bytes, memoryview)):
-        _raw_values.collected.append(value)
-        return _RAW_MARK
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
+PAYLOADS = _Payloads()
 
 # Built once: json.dumps with options builds a new encoder per call.
-_BODY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                              default=_encode_default)
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def encode_body(body: Any) -> bytes:
-    """The body as compact UTF-8 JSON.
+def envelope(template: Any, payloads: Sequence[Payload]) -> bytes:
+    """The request body: `template` as compact JSON, with the JSON array of `payloads`
+    (each already JSON text, written byte for byte) where `PAYLOADS` stands.
 
-    A `bytes` (or memoryview) value is JSON text already (an event DuckDB built,
-    `Destination.sql_events`) and is written as it is. Only those events are bytes: a row-by-row event holding
-    bytes (a BLOB column) never gets here, `ledger.fingerprint` refuses it first.
+    `{"data": PAYLOADS, "test_event_code": "T1"}` with two payloads gives
+    `{"data":[{...},{...}],"test_event_code":"T1"}`. The marker is an object, not a
+    string, so no value of the template or of a payload can be mistaken for it.
     """
-    collected: list[bytes | memoryview] = []
-    _raw_values.collected = collected
-    try:
-        text = _BODY_JSON.encode(body)
-    finally:
-        _raw_values.collected = None
-    if not collected:
-        return text.encode()
-    parts = text.split(_RAW_MARK_ENCODED)
-    if len(parts) != len(collected) + 1:
-        raise ValueError("a value of the body is the shipper's own placeholder text")
-    pieces: list[bytes | memoryview] = [parts[0].encode()]
-    for raw, part in zip(collected, parts[1:], strict=True):
-        pieces.append(raw)
-        pieces.append(part.encode())
-    return b"".join(pieces)
+    parts: list[Payload] = []
+    _encode(template, payloads, parts)
+    return b"".join(parts)
+
+
+def _encode(value: Any, payloads: Sequence[Payload], parts: list[Payload]) -> None:
+    if value is PAYLOADS:
+        parts.append(b"[")
+        parts.append(b",".join(payloads))
+        parts.append(b"]")
+    elif isinstance(value, Mapping):
+        parts.append(b"{")
+        for index, (key, member) in enumerate(value.items()):
+            if index:
+                parts.append(b",")
+            parts.append(_JSON.encode(str(key)).encode())
+            parts.append(b":")
+            _encode(member, payloads, parts)
+        parts.append(b"}")
+    elif isinstance(value, (list, tuple)):
+        parts.append(b"[")
+        for index, member in enumerate(value):
+            if index:
+                parts.append(b",")
+            _encode(member, payloads, parts)
+        parts.append(b"]")
+    else:
+        parts.append(_JSON.encode(value).encode())
+
+
+@dataclass
+class Rows:
+    """Rows on their way, column by column: a read batch of pending rows, or the rows
+    of one request. `extra` holds the module's `extra_columns`, when it has any."""
+
+    keys: list[str] = field(default_factory=list)
+    payloads: list[Payload] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
+    extra: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def part(self, start: int, stop: int) -> Rows:
+        return Rows(self.keys[start:stop], self.payloads[start:stop],
+                    self.fingerprints[start:stop],
+                    {name: values[start:stop] for name, values in self.extra.items()})
+
+    def take(self, indices: Sequence[int]) -> Rows:
+        return Rows([self.keys[i] for i in indices], [self.payloads[i] for i in indices],
+                    [self.fingerprints[i] for i in indices],
+                    {name: [values[i] for i in indices] for name, values in self.extra.items()})
+
+    def parsed(self) -> list[Any]:
+        """The payloads as Python values, for a module that reads into its events (to
+        place a per-row error); the hot path never calls this."""
+        return [json.loads(bytes(payload)) for payload in self.payloads]
 
 
 @dataclass(frozen=True)
@@ -186,17 +218,18 @@ class PrepareError(Exception):
 
 @dataclass(frozen=True)
 class PrepareContext:
-    """What a prepare step may use (`Destination.open_prepare`)."""
+    """What a prepare step may use (`RestDestination.open_prepare`)."""
 
-    ledger: Any  # shipper.ledger.Ledger: a step may keep a cache table in it
+    ledger: Ledger  # a step may keep a cache table in it
     run_id: str
     dry_run: bool
     outbox_dir: Path  # <outbox>/<destination>: where a dry run writes what it would send
-    hooks: Any  # shipper.delivery.Hooks: clock, sleep, wallclock, rng for retries
+    hooks: Hooks  # clock, sleep, wallclock, rng for retries
 
 
 class Destination:
-    """Base class of a destination module. Subclass, fill the class attributes, `@register`."""
+    """What every destination has, REST or file. Subclass RestDestination or
+    FileDestination, fill the class attributes, `@register`."""
 
     # The name used on the command line, in shipper.toml and as env prefix (`META_`).
     name: ClassVar[str]
@@ -209,12 +242,8 @@ class Destination:
     credential_env: ClassVar[tuple[str, ...]] = ()
     # Settings that must be non-empty for a live send (ids of datasets, pixels ...).
     required_settings: ClassVar[tuple[str, ...]] = ()
-    # Mart columns the module reads; `delivery_key` first.
+    # Mart columns the shipper reads; `delivery_key` first.
     columns: ClassVar[tuple[str, ...]]
-    # Ledger policy. False (events): a key once delivered, or rejected by the platform
-    # with the same content, is never sent again. True (profiles): a key is sent again
-    # whenever the fingerprint of what would be sent differs from the recorded one.
-    resend_when_changed: ClassVar[bool] = False
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
                  now: Callable[[], float] = time.time) -> None:
@@ -222,54 +251,71 @@ class Destination:
         self.credentials = dict(credentials or {})
         self.now = now
 
-    # -- the four things a module must implement ---------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url.rstrip("/")
 
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        """Why `row` cannot be sent (a short, stable reason), or None when it can."""
+    @classmethod
+    def credential_hint(cls) -> str:
+        return " and ".join(cls.credential_env)
+
+
+EVENTS = "events"
+PROFILES = "profiles"
+
+
+class RestDestination(Destination):
+    """A destination that receives the mart's payloads over HTTP.
+
+    `kind` decides the ledger policy and the mart's third column:
+      events    `event_time` (unix seconds, what the platform ages the event by): a
+                key once delivered is never sent again, and a row older than the
+                platform's hard limit (`max_event_age_days`) at send time is
+                recorded `expired`, not sent;
+      profiles  `payload_sha256`: a key is sent again whenever it changes.
+    """
+
+    kind: ClassVar[str] = EVENTS
+    # Mart columns beyond delivery_key, payload and event_time / payload_sha256 that
+    # the module's prepare step reads (The Trade Desk: the hashes it maps to UID2s).
+    extra_columns: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        third = "event_time" if cls.kind == EVENTS else "payload_sha256"
+        cls.columns = ("delivery_key", "payload", third, *cls.extra_columns)
+
+    # -- what a module implements ---------------------------------------------------------
+
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
+        """One request carrying `payloads` (use `envelope`), credentials outside the body."""
         raise NotImplementedError
 
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The event exactly as it goes in the request body (also what is fingerprinted)."""
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+        """Turn the platform's answer (`body` is parsed JSON, or text) into a verdict
+        about the rows the request carried."""
         raise NotImplementedError
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
-        """One request carrying `events` (outputs of `to_wire`), credentials outside the body."""
-        raise NotImplementedError
-
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
-        """Turn the platform's answer (`body` is parsed JSON, or text) into a verdict."""
-        raise NotImplementedError
-
-    # -- the vectorised path (optional) ----------------------------------------------------
-
-    def sql_events(self, columns: Columns) -> SqlEvents | None:
-        """`validate` and `to_wire` as DuckDB SQL expressions over the mart's columns
-        (shipper.destinations.sql), so a whole read batch is checked and built at once.
-        None (the default): rows go through `validate` and `to_wire` one by one. A
-        destination with a `prepare` step must return None: prepare works on row dicts."""
-        return None
 
     # -- asynchronous platforms (a job to poll after the send) ------------------------------
 
-    def follow_up_request(self, follow_up: Any, events: Sequence[Mapping[str, Any]]) -> Request:
+    def follow_up_request(self, follow_up: Any, rows: Rows) -> Request:
         """The request that asks about a pending job (`Verdict.pending(follow_up)`)."""
         raise NotImplementedError
 
-    def parse_follow_up(self, status: int, body: Any, follow_up: Any,
-                        events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_follow_up(self, status: int, body: Any, follow_up: Any, rows: Rows) -> Verdict:
         """Turn the answer to `follow_up_request` into a verdict (or another pending)."""
         raise NotImplementedError
 
-    # -- a step before validation (The Trade Desk maps hashes to UID2s) ----------------------
+    # -- a step before sending (The Trade Desk maps hashes to UID2s) -------------------------
 
     def open_prepare(self, context: PrepareContext) -> None:
         """Called once before the mart is read; may raise PrepareError."""
 
-    def prepare(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Called with each read batch of pending rows before they are skipped, validated
-        and fingerprinted; may add fields to_wire and validate read. May raise PrepareError."""
-        return rows
+    def prepare(self, rows: Rows) -> list[str | None]:
+        """Called with each read batch of rows to send. May rewrite `rows.payloads`;
+        returns, per row, None (send it) or why it cannot be sent (recorded as a
+        rejection). May raise PrepareError."""
+        return [None] * len(rows)
 
     def close_prepare(self) -> None:
         """Called once after the last batch, whatever happened."""
@@ -281,107 +327,12 @@ class Destination:
         under it as well as under batch_size. None: only batch_size counts."""
         return None
 
-    def outbox_body(self, request: Request) -> Any:
-        """What the dry run writes: the body as sent. Override if a platform puts
-        credentials in the body."""
-        return request.json_body
-
     @property
-    def base_url(self) -> str:
-        return self.settings.base_url.rstrip("/")
-
-    @classmethod
-    def credential_hint(cls) -> str:
-        return " and ".join(cls.credential_env)
-
-
-# -- validation helpers shared by modules ----------------------------------------------------
-
-
-def is_sha256_hex(value: Any) -> bool:
-    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
-
-
-def check_hashes(row: Mapping[str, Any], keys: Sequence[str]) -> str | None:
-    """Reason when a present identifier is not a 64-character lower-case hex digest."""
-    for key in keys:
-        value = row.get(key)
-        if value is not None and not is_sha256_hex(value):
-            return f"{key} is not a 64-character lower-case hex SHA-256"
-    return None
-
-
-def check_event_time(value: Any, now: float, max_age_days: int) -> str | None:
-    """Reason when `value` (unix seconds) is missing, in the future, or too old."""
-    if value is None:
-        return "event_time is missing"
-    if isinstance(value, bool) or not isinstance(value, int):
-        return "event_time is not unix seconds"
-    if value > now:
-        return "event_time is in the future"
-    if value < now - max_age_days * SECONDS_PER_DAY:
-        return f"event_time is older than {max_age_days} days"
-    return None
-
-
-def check_money(value: Any, currency: Any) -> str | None:
-    if value is None:
-        return "value is missing"
-    if currency is None or currency == "":
-        return "currency is missing"
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-        return "currency is not a 3-letter upper-case ISO 4217 code"
-    return None
-
-
-def check_event(row: Mapping[str, Any], *, required: Sequence[str], now: float,
-                max_age_days: int, identifier_keys: Sequence[str],
-                purchase: tuple[str, str] | None = None,
-                json_array: str | None = None) -> str | None:
-    """The checks event destinations share, in order: the first failure's reason.
-
-    `purchase` is (event-name column, purchase event name): a purchase, or any
-    row with a value, needs value and currency. `json_array` names a column
-    that must hold a JSON array.
-    """
-    for key in required:
-        if not row.get(key):
-            return f"{key} is missing"
-    reason = check_event_time(row.get("event_time"), now, max_age_days)
-    if reason:
-        return reason
-    if purchase is not None:
-        name_column, purchase_name = purchase
-        if row.get(name_column) == purchase_name or row.get("value") is not None:
-            reason = check_money(row.get("value"), row.get("currency"))
-            if reason:
-                return reason
-    if all(row.get(key) is None for key in identifier_keys):
-        return "no user data (every identifier is NULL)"
-    reason = check_hashes(row, identifier_keys)
-    if reason:
-        return reason
-    if json_array is not None and parse_json_array(row.get(json_array)) is None:
-        return f"{json_array} is not a JSON array"
-    return None
-
-
-def parse_json_array(text: Any) -> list[Any] | None:
-    """The JSON array held in a varchar mart column, or None when it is not one."""
-    if text is None:
-        return []
-    if isinstance(text, list):  # Parquet exports may hold a real list
-        return text
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return value if isinstance(value, list) else None
-
-
-def money(value: Any) -> float | None:
-    """A decimal from the mart as a JSON number (repr of a float prints 12.34 as 12.34)."""
-    return None if value is None else float(value)
+    def max_age_seconds(self) -> int | None:
+        """The platform's hard age limit of an event, or None (profiles)."""
+        if self.kind != EVENTS:
+            return None
+        return self.settings.max_event_age_days * SECONDS_PER_DAY
 
 
 def json_error_field(body: Any, *path: str) -> Any:
@@ -392,7 +343,3 @@ def json_error_field(body: Any, *path: str) -> Any:
             return None
         current = current.get(key)
     return current
-
-
-def drop_none(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in mapping.items() if value is not None}

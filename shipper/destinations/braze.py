@@ -1,6 +1,7 @@
 """Braze custom attributes through the REST /users/track endpoint.
 
-Reads `braze_attributes` (docs/marts.md): one profile per customer. Contract
+Reads `braze_attributes` (docs/marts.md): one profile per customer, its
+`payload` (the attribute object, built by the mart) and `payload_sha256`. Contract
 followed (PLATFORMS.md, Braze's API reference and rate-limit pages):
 
 - `POST {base_url}/users/track`, `Authorization: Bearer <BRAZE_API_KEY>`.
@@ -9,8 +10,8 @@ followed (PLATFORMS.md, Braze's API reference and rate-limit pages):
 - Body `{"attributes": [{"external_id": ..., <custom attribute>: value, ...}]}`,
   at most 75 attribute objects per request (Braze counts attributes, events
   and purchases together on newer contracts; only attributes are sent here).
-- Every mart column but delivery_key is sent; a NULL is sent as null, which
-  Braze reads as "remove this attribute", so the profile mirrors the mart.
+- The mart's payload writes a NULL attribute as null, which Braze reads as
+  "remove this attribute", so the profile mirrors the mart.
 - Response 201 `{"message": "success", "attributes_processed": n}`; a partial
   failure keeps the good objects and lists `errors: [{"type", "input_array":
   "attributes", "index"}]`: those objects are rejected with Braze's type
@@ -22,8 +23,8 @@ followed (PLATFORMS.md, Braze's API reference and rate-limit pages):
   session (Retry-After honoured; Braze documents X-RateLimit-Reset, which
   the shared session does not read yet: it backs off exponentially instead).
 
-A profile destination: the ledger fingerprints the object as it would be
-sent and sends a customer again only when that object changed. Braze bills
+A profile destination: the mart's `payload_sha256` is the fingerprint, and a
+customer is sent again only when it changed. Braze bills
 per data point; an object carries all of the customer's attributes, not just
 the changed one (the ledger keeps fingerprints, not previous values).
 """
@@ -32,23 +33,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import (
-    Destination,
+    PAYLOADS,
+    PROFILES,
+    Payload,
     Request,
+    RestDestination,
     RowOutcome,
+    Rows,
     Verdict,
+    envelope,
     json_error_field,
     register,
 )
 
-ATTRIBUTE_COLUMNS = (
-    "last_offline_purchase_date", "offline_orders_365d", "offline_revenue_365d",
-    "offline_revenue_currency", "last_store_id", "favourite_category",
-)
 INSTANCE_PLACEHOLDER = "{instance}"
 
 
@@ -67,21 +68,16 @@ class BrazeSettings(DestinationSettings):
         None, "Braze REST host of the account, e.g. rest.iad-01.braze.com (BRAZE_INSTANCE)."
     )
     batch_size: int = setting(75, "Attribute objects per request (Braze: at most 75).")
-    update_existing_only: bool = setting(
-        False, "Only update users Braze already knows (_update_existing_only); false creates "
-               "a user for an unknown external_id."
-    )
 
 
 @register
-class Braze(Destination):
+class Braze(RestDestination):
     name = "braze"
     title = "Braze"
     settings_class = BrazeSettings
     max_batch_size = 75
     credential_env = ("BRAZE_API_KEY",)
-    columns = ("delivery_key", "external_id", *ATTRIBUTE_COLUMNS)
-    resend_when_changed = True
+    kind = PROFILES
     settings: BrazeSettings
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
@@ -100,38 +96,20 @@ class Braze(Destination):
         instance = instance.removeprefix("https://").removeprefix("http://").rstrip("/")
         return self.settings.base_url.replace(INSTANCE_PLACEHOLDER, instance).rstrip("/")
 
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        if not row.get("external_id"):
-            return "external_id is missing"
-        currency = row.get("offline_revenue_currency")
-        if row.get("offline_revenue_365d") is not None and not currency:
-            return "offline_revenue_currency is missing"
-        return None
-
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        attributes: dict[str, Any] = {"external_id": str(row["external_id"])}
-        for column in ATTRIBUTE_COLUMNS:
-            value = row.get(column)
-            attributes[column] = float(value) if isinstance(value, Decimal) else value
-        if self.settings.update_existing_only:
-            attributes["_update_existing_only"] = True
-        return attributes
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
         key = self.credentials.get("BRAZE_API_KEY", "")
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
         return Request("POST", f"{self.base_url}/users/track", headers,
-                       {"attributes": list(events)})
+                       envelope({"attributes": PAYLOADS}, payloads))
 
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         message = json_error_field(body, "message")
         if message is None and isinstance(body, str):
             message = body[:300]
         errors = json_error_field(body, "errors")
         errors = errors if isinstance(errors, list) else []
         if 200 <= status < 300 and message == "success":
-            return self._per_object(errors, len(events))
+            return self._per_object(errors, len(rows))
         reason = f"{message or 'no message'} (HTTP {status})"
         if errors:
             reason += ": " + "; ".join(_error_text(error) for error in errors[:5])

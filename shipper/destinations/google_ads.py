@@ -1,6 +1,7 @@
 """Google Ads offline conversions through the Data Manager API (events:ingest).
 
-Reads `google_ads_conversions` (docs/marts.md). Contract followed, checked
+Reads `delivery_key`, `payload` (one event, built by the mart) and `event_time`
+of `google_ads_conversions` (docs/marts.md). Contract followed, checked
 against Google's published Data Manager client types (google-ads-datamanager,
 `IngestEventsRequest`, `Event`, `Destination`, `UserData`, `Consent`) and its
 "Understand API errors" guide:
@@ -33,13 +34,12 @@ against Google's published Data Manager client types (google-ads-datamanager,
   they are sent for real once validate_only is off, never marked delivered.
 
 Not confirmed: the age limit of a conversion on this path (`max_event_age_days`,
-90 by default to match the mart's google_ads_window_days); the OAuth token is
+90 by default; the mart's window stays inside it); the OAuth token is
 taken as given, its refresh is left to whoever sets GOOGLE_ADS_ACCESS_TOKEN.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,22 +47,17 @@ from typing import Any
 
 from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import (
-    SECONDS_PER_DAY,
-    Destination,
+    PAYLOADS,
+    Payload,
     Request,
+    RestDestination,
     RowOutcome,
+    Rows,
     Verdict,
-    check_hashes,
-    check_money,
-    drop_none,
+    envelope,
     json_error_field,
-    money,
     register,
 )
-
-EVENT_SOURCES = frozenset({"IN_STORE", "PHONE", "WEB", "APP", "MESSAGE", "OTHER"})
-CONSENT_STATUSES = frozenset({"CONSENT_GRANTED", "CONSENT_DENIED", "CONSENT_STATUS_UNSPECIFIED"})
-HASH_COLUMNS = ("email_sha256", "phone_sha256")
 
 _CUSTOMER_ID = re.compile(r"\d{10}")
 _EVENT_FIELD = re.compile(r"^events\[(\d+)\]")
@@ -102,24 +97,19 @@ class GoogleAdsSettings(DestinationSettings):
                "pending (recorded as failed) until this is off."
     )
     max_event_age_days: int = setting(
-        90, "Conversions older than this are not sent (not confirmed for Data Manager; "
-            "matches the mart's google_ads_window_days)."
+        90, "Age limit: an older conversion is recorded as expired, not sent (not confirmed "
+            "for Data Manager; the mart's google_ads_window_days stays inside it)."
     )
 
 
 @register
-class GoogleAds(Destination):
+class GoogleAds(RestDestination):
     name = "google_ads"
     title = "Google Ads"
     settings_class = GoogleAdsSettings
     max_batch_size = 2000
     credential_env = ("GOOGLE_ADS_ACCESS_TOKEN",)
     required_settings = ("customer_id", "conversion_action_id")
-    columns = (
-        "delivery_key", "transaction_id", "event_timestamp", "conversion_value", "currency",
-        "event_source", "email_sha256", "phone_sha256", "ad_user_data_consent",
-        "ad_personalization_consent",
-    )
     settings: GoogleAdsSettings
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
@@ -136,50 +126,7 @@ class GoogleAds(Destination):
                         "[destinations.google_ads]."
                     )
 
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        if not row.get("transaction_id"):
-            return "transaction_id is missing"
-        reason = _check_timestamp(row.get("event_timestamp"), self.now(),
-                                  self.settings.max_event_age_days)
-        if reason:
-            return reason
-        reason = check_money(row.get("conversion_value"), row.get("currency"))
-        if reason:
-            return reason
-        if row.get("event_source") not in EVENT_SOURCES:
-            return "event_source is not a Data Manager EventSource"
-        if all(row.get(key) is None for key in HASH_COLUMNS):
-            return "no user data (email_sha256 and phone_sha256 are NULL)"
-        reason = check_hashes(row, HASH_COLUMNS)
-        if reason:
-            return reason
-        for key in ("ad_user_data_consent", "ad_personalization_consent"):
-            value = row.get(key)
-            if value is not None and value not in CONSENT_STATUSES:
-                return f"{key} is not a ConsentStatus"
-        return None
-
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        identifiers = []
-        if row.get("email_sha256") is not None:
-            identifiers.append({"emailAddress": row["email_sha256"]})
-        if row.get("phone_sha256") is not None:
-            identifiers.append({"phoneNumber": row["phone_sha256"]})
-        consent = drop_none({
-            "adUserData": row.get("ad_user_data_consent"),
-            "adPersonalization": row.get("ad_personalization_consent"),
-        })
-        return drop_none({
-            "transactionId": row["transaction_id"],
-            "eventTimestamp": row["event_timestamp"],
-            "eventSource": row.get("event_source"),
-            "conversionValue": money(row.get("conversion_value")),
-            "currency": row.get("currency"),
-            "userData": {"userIdentifiers": identifiers},
-            "consent": consent or None,
-        })
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
         url = f"{self.base_url}/{self.settings.api_version}/events:ingest"
         destination: dict[str, Any] = {
             "operatingAccount": {
@@ -193,27 +140,26 @@ class GoogleAds(Destination):
                 "accountType": "GOOGLE_ADS",
                 "accountId": account_id(self.settings.login_customer_id),
             }
-        body: dict[str, Any] = {
+        template: dict[str, Any] = {
             "destinations": [destination],
-            "events": list(events),
+            "events": PAYLOADS,
             "encoding": "HEX",
         }
         if self.settings.validate_only:
-            body["validateOnly"] = True
+            template["validateOnly"] = True
         token = self.credentials.get("GOOGLE_ADS_ACCESS_TOKEN", "")
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        return Request("POST", url, headers, body)
+        return Request("POST", url, headers, envelope(template, payloads))
 
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         if 200 <= status < 300:
             if self.settings.validate_only:
                 return Verdict.per_row([RowOutcome(
                     "retryable", "validated only (validate_only = true): Google ingested "
-                                 "nothing; sent for real once validate_only is off")] * len(events))
+                                 "nothing; sent for real once validate_only is off")] * len(rows))
             request_id = json_error_field(body, "requestId")
             note = f"Data Manager requestId {request_id}" if request_id else None
-            return Verdict.per_row([RowOutcome("accepted", note)] * len(events))
+            return Verdict.per_row([RowOutcome("accepted", note)] * len(rows))
         error = json_error_field(body, "error")
         if not isinstance(error, Mapping):
             if status in (401, 403):
@@ -244,23 +190,6 @@ class GoogleAds(Destination):
 def account_id(value: str) -> str:
     """A customer id as Google wants it: digits only (123-456-7890 -> 1234567890)."""
     return value.replace("-", "").strip()
-
-
-def _check_timestamp(value: Any, now: float, max_age_days: int) -> str | None:
-    if not value or not isinstance(value, str):
-        return "event_timestamp is missing"
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return "event_timestamp is not RFC 3339"
-    if "T" not in value or moment.tzinfo is None:
-        return "event_timestamp is not RFC 3339 with an offset"
-    seconds = moment.timestamp()
-    if seconds > now:
-        return "event_timestamp is in the future"
-    if seconds < now - max_age_days * SECONDS_PER_DAY:
-        return f"event_timestamp is older than {max_age_days} days"
-    return None
 
 
 def _violations(error: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -1,8 +1,10 @@
 """Klaviyo profiles through the Bulk Import Profiles job API.
 
-Reads `klaviyo_profiles` (docs/marts.md): one profile per customer, with the
-email address and phone number in clear (the one mart that carries them:
-Klaviyo's import needs the address itself). Contract followed (PLATFORMS.md,
+Reads `delivery_key`, `payload` (one profile, built by the mart) and
+`payload_sha256` of `klaviyo_profiles` (docs/marts.md): one profile per
+customer, with the email address and phone number in clear (the one mart that
+carries them: Klaviyo's import needs the address itself). A profile is sent
+again whenever its `payload_sha256` changes. Contract followed (PLATFORMS.md,
 Klaviyo's OpenAPI description of `bulk_import_profiles`, its job and
 import-errors endpoints):
 
@@ -10,18 +12,20 @@ import-errors endpoints):
   Klaviyo-API-Key <KLAVIYO_API_KEY>`, `revision: <date>`, and the JSON:API
   media type in `Content-Type` and `Accept`.
 - Body `{"data": {"type": "profile-bulk-import-job", "attributes": {"profiles":
-  {"data": [{"type": "profile", "attributes": {"email", "phone_number",
-  "external_id", "properties": {...}}}]}}, "relationships"?: {"lists": ...}}}`;
-  at most 10,000 profiles and 5 MB per job, 100 KB per profile: batches are
-  cut on both the count and the bytes (`max_request_bytes`).
+  {"data": [<payload>, ...]}}, "relationships"?: {"lists": ...}}}`, each payload
+  `{"type": "profile", "attributes": {"external_id", "email"?, "phone_number"?,
+  "properties": {...}}}`; at most 10,000 profiles and 5 MB per job: batches are
+  cut on both the count and the bytes (`max_request_bytes`). Klaviyo's 100 KB
+  per profile is the mart's rule (a larger profile never reaches it).
 - 202 answers with the job (`data.id`, `data.attributes.status`: queued |
   processing | complete | cancelled). The job is read back with
   `GET .../profile-bulk-import-jobs/{id}` every `poll_interval_seconds`, for
   at most `poll_timeout_seconds`; when it is complete with a `failed_count`,
   `GET .../{id}/import-errors` (cursor pages, `links.next`) names the failed
   profiles (by `source.pointer`, else by the external_id / email in
-  `original_payload`). They are rejected with Klaviyo's title and detail, the
-  rest accepted with the job id kept in the ledger.
+  `original_payload`, compared with the profiles the job carried). They are
+  rejected with Klaviyo's title and detail, the rest accepted with the job id
+  kept in the ledger.
 - A job that is still running at the end of the polling budget, or was
   cancelled, leaves its profiles failed: the next run imports them again (an
   import is an upsert, so sending a profile twice is harmless). So does a job
@@ -41,31 +45,28 @@ and printed by `ship`) has email addresses and phone numbers masked, and the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from shipper.config import DestinationSettings, setting
 from shipper.destinations.base import (
-    Destination,
+    PAYLOADS,
+    PROFILES,
+    Payload,
     Request,
+    RestDestination,
     RowOutcome,
+    Rows,
     Verdict,
-    encode_body,
+    envelope,
     json_error_field,
     register,
 )
 
-PROPERTY_COLUMNS = (
-    "last_offline_purchase_date", "offline_orders_365d", "offline_revenue_365d",
-    "offline_revenue_currency", "last_store_id", "favourite_category",
-)
 JSON_API = "application/vnd.api+json"
-MAX_PROFILE_BYTES = 100_000  # Klaviyo: at most 100 KB per profile
 
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
 # Anything with an @ inside is treated as an address, well-formed or not.
 _EMAIL_TEXT = re.compile(r"[^\s\"'<>(),;]*[^\s\"'<>(),;:]@[^\s\"'<>(),;]+")
 _PHONE_TEXT = re.compile(r"\+?\d[\d\s().-]{6,}\d")
@@ -99,42 +100,14 @@ class KlaviyoSettings(DestinationSettings):
 
 
 @register
-class Klaviyo(Destination):
+class Klaviyo(RestDestination):
     name = "klaviyo"
     title = "Klaviyo"
+    kind = PROFILES
     settings_class = KlaviyoSettings
     max_batch_size = 10_000
     credential_env = ("KLAVIYO_API_KEY",)
-    columns = ("delivery_key", "external_id", "email", "phone_number", *PROPERTY_COLUMNS)
-    resend_when_changed = True
     settings: KlaviyoSettings
-
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        if not row.get("external_id"):
-            return "external_id is missing"
-        email, phone = row.get("email"), row.get("phone_number")
-        if not email and not phone:
-            return "no email and no phone_number"
-        if email and (not isinstance(email, str) or "@" not in email or email != email.strip()):
-            return "email is not a normalised address"
-        if phone and (not isinstance(phone, str) or not _E164.fullmatch(phone)):
-            return "phone_number is not E.164"
-        if len(encode_body(self.to_wire(row))) > MAX_PROFILE_BYTES:
-            return "profile is larger than Klaviyo's 100 KB per profile"
-        return None
-
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        attributes: dict[str, Any] = {"external_id": str(row["external_id"])}
-        if row.get("email"):
-            attributes["email"] = row["email"]
-        if row.get("phone_number"):
-            attributes["phone_number"] = row["phone_number"]
-        attributes["properties"] = {
-            column: float(value) if isinstance(value, Decimal) else value
-            for column in PROPERTY_COLUMNS
-            for value in (row.get(column),)
-        }
-        return {"type": "profile", "attributes": attributes}
 
     def request_byte_limit(self) -> int | None:
         return self.settings.max_request_bytes
@@ -149,24 +122,23 @@ class Klaviyo(Destination):
             headers["Content-Type"] = JSON_API
         return headers
 
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
         job: dict[str, Any] = {
             "type": "profile-bulk-import-job",
-            "attributes": {"profiles": {"data": list(events)}},
+            "attributes": {"profiles": {"data": PAYLOADS}},
         }
         if self.settings.list_id:
             job["relationships"] = {"lists": {"data": [{"type": "list",
                                                          "id": self.settings.list_id}]}}
         return Request("POST", f"{self.base_url}/api/profile-bulk-import-jobs",
-                       self._headers(True), {"data": job})
+                       self._headers(True), envelope({"data": job}, payloads))
 
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         if status in (200, 201, 202):
             job_id = json_error_field(body, "data", "id")
             if not job_id:
                 reason = f"Klaviyo answered HTTP {status} without a job id"
-                return Verdict.per_row([RowOutcome("retryable", reason)] * len(events))
+                return Verdict.per_row([RowOutcome("retryable", reason)] * len(rows))
             return Verdict.pending(_Poll(str(job_id)), wait=self.settings.poll_interval_seconds)
         reason = _errors_text(body, status)
         if status in (401, 403):
@@ -178,56 +150,62 @@ class Klaviyo(Destination):
 
     # -- the job, after the 202 -------------------------------------------------------------
 
-    def follow_up_request(self, follow_up: Any, events: Sequence[Mapping[str, Any]]) -> Request:
+    def follow_up_request(self, follow_up: Any, rows: Rows) -> Request:
         poll: _Poll = follow_up
         jobs = f"{self.base_url}/api/profile-bulk-import-jobs/{poll.job_id}"
         if poll.errors_url is None:
             return Request("GET", jobs, self._headers(False), None)
         return Request("GET", poll.errors_url, self._headers(False), None)
 
-    def parse_follow_up(self, status: int, body: Any, follow_up: Any,
-                        events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_follow_up(self, status: int, body: Any, follow_up: Any, rows: Rows) -> Verdict:
         poll: _Poll = follow_up
         if status in (401, 403):
             return Verdict.fatal(f"Klaviyo refused the API key while reading job {poll.job_id}: "
                                  f"{_errors_text(body, status)}; check KLAVIYO_API_KEY "
                                  "(it needs profiles:read)")
         if status != 200:
-            return self._all_pending(events, f"job {poll.job_id} could not be read "
-                                             f"({_errors_text(body, status)})")
+            return self._all_pending(rows, f"job {poll.job_id} could not be read "
+                                           f"({_errors_text(body, status)})")
         if poll.errors_url is None:
-            return self._job_status(body, poll, events)
-        return self._import_errors(body, poll, events)
+            return self._job_status(body, poll, rows)
+        return self._import_errors(body, poll, rows)
 
-    def _job_status(self, body: Any, poll: _Poll, events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def _job_status(self, body: Any, poll: _Poll, rows: Rows) -> Verdict:
         attributes = json_error_field(body, "data", "attributes") or {}
         state = attributes.get("status") if isinstance(attributes, Mapping) else None
         if state in ("queued", "processing"):
             waited = (poll.polls + 1) * self.settings.poll_interval_seconds
             if waited >= self.settings.poll_timeout_seconds:
-                return self._all_pending(events, f"job {poll.job_id} still {state} after "
-                                                 f"{waited:g} s")
+                return self._all_pending(rows, f"job {poll.job_id} still {state} after "
+                                               f"{waited:g} s")
             return Verdict.pending(poll.next_poll(), wait=self.settings.poll_interval_seconds)
         if state == "complete":
             failed = attributes.get("failed_count") or 0
             if not failed:
                 return Verdict.per_row([RowOutcome("accepted", f"Klaviyo job {poll.job_id}")]
-                                       * len(events))
+                                       * len(rows))
             first_page = (f"{self.base_url}/api/profile-bulk-import-jobs/{poll.job_id}"
                           f"/import-errors?page%5Bsize%5D={self.settings.error_page_size}")
             return Verdict.pending(poll.read_errors(first_page, int(failed)))
-        return self._all_pending(events, f"job {poll.job_id} is {state or 'in an unknown state'}")
+        return self._all_pending(rows, f"job {poll.job_id} is {state or 'in an unknown state'}")
 
-    def _import_errors(self, body: Any, poll: _Poll,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
-        found = dict(poll.found)
+    def _import_errors(self, body: Any, poll: _Poll, rows: Rows) -> Verdict:
+        found = dict(poll.found or {})
         unplaced = poll.unplaced
+        sent: list[Any] = []
+
+        def profiles() -> list[Any]:
+            # The job's profiles as sent, parsed only when an error names none by pointer.
+            if not sent and len(rows):
+                sent.extend(rows.parsed())
+            return sent
+
         for item in json_error_field(body, "data") or ():
             attributes = json_error_field(item, "attributes")
             if not isinstance(attributes, Mapping):
                 unplaced += 1
                 continue
-            index = _profile_index(attributes, events)
+            index = _profile_index(attributes, len(rows), profiles)
             if index is None:
                 unplaced += 1
                 continue
@@ -243,7 +221,7 @@ class Klaviyo(Destination):
                                                     unplaced))
         outcomes = []
         missing = unplaced > 0 or len(found) < poll.failed
-        for index in range(len(events)):
+        for index in range(len(rows)):
             if index in found:
                 outcomes.append(RowOutcome("rejected", found[index]))
             elif missing:
@@ -254,9 +232,9 @@ class Klaviyo(Destination):
                 outcomes.append(RowOutcome("accepted", f"Klaviyo job {poll.job_id}"))
         return Verdict.per_row(outcomes)
 
-    def _all_pending(self, events: Sequence[Mapping[str, Any]], why: str) -> Verdict:
+    def _all_pending(self, rows: Rows, why: str) -> Verdict:
         reason = _mask_contacts(f"Klaviyo {why}; sent again next run")
-        return Verdict.per_row([RowOutcome("retryable", reason)] * len(events))
+        return Verdict.per_row([RowOutcome("retryable", reason)] * len(rows))
 
     def _same_origin(self, url: str) -> str:
         # The API key goes to the configured host only, whatever host a link names.
@@ -290,24 +268,26 @@ class _Poll:
         return _Poll(self.job_id, self.polls, url, self.failed, found, unplaced)
 
 
-def _profile_index(attributes: Mapping[str, Any],
-                   events: Sequence[Mapping[str, Any]]) -> int | None:
-    """Which profile of the job an import error is about, or None."""
+def _profile_index(attributes: Mapping[str, Any], count: int,
+                   profiles: Callable[[], Sequence[Any]]) -> int | None:
+    """Which of the job's `count` profiles an import error is about, or None.
+    `profiles()` gives the profiles as sent (parsed payloads), read only when the
+    error has no usable pointer."""
     pointer = json_error_field(attributes, "source", "pointer")
     if isinstance(pointer, str):
         match = _PROFILE_POINTER.search(pointer)
-        if match and int(match.group(1)) < len(events):
+        if match and int(match.group(1)) < count:
             return int(match.group(1))
     payload = attributes.get("original_payload")
     if isinstance(payload, Mapping):
-        sent = payload.get("attributes") if isinstance(payload.get("attributes"),
-                                                        Mapping) else payload
+        original = payload.get("attributes") if isinstance(payload.get("attributes"),
+                                                            Mapping) else payload
         for key in ("external_id", "email", "phone_number"):
-            value = sent.get(key)
+            value = original.get(key)
             if not value:
                 continue
-            for index, event in enumerate(events):
-                if event["attributes"].get(key) == value:
+            for index, profile in enumerate(profiles()):
+                if json_error_field(profile, "attributes", key) == value:
                     return index
     return None
 

@@ -1,22 +1,24 @@
 """Meta Conversions API, offline (physical store) events.
 
-Reads `meta_conversions` (docs/marts.md). Contract followed (PLATFORMS.md):
+Reads `delivery_key`, `payload` (one event, built by the mart) and `event_time`
+of `meta_conversions` (docs/marts.md). Contract followed (PLATFORMS.md):
 
 - `POST {base_url}/{api_version}/{dataset_id}/events?access_token=...`; the
   token travels as the `access_token` query parameter, so it is never part of
   the body the dry run writes.
 - Body `{"data": [...], "test_event_code"?: ..., "partner_agent"?: ...}`, at most
   1,000 events.
-- `user_data` values are one-element lists of hashes; a NULL hash is left out.
 - Meta rejects the whole request for one bad event (HTTP 400 with the error
   envelope); the delivery loop splits such a batch to isolate the event.
 - Throttling (codes 4, 17, 32, 613, HTTP 429) and transient errors (codes 1, 2 or
   `is_transient`) are retried; token, permission and unknown-dataset errors stop
   the destination (nothing is marked rejected because of our own credentials).
 
-The window is a rolling `max_event_age_days` (7 by default): Meta documents both
-7 days and 62 days for physical-store events, and a request holding one event
-older than its limit fails entirely, so the conservative value is the default.
+The mart's window (dbt var `meta_window_days`) decides which events there are;
+`max_event_age_days` (7: Meta documents both 7 days and 62 days for
+physical-store events, and a request holding one event older than its limit
+fails entirely) only keeps an event that has grown too old since the build
+from being sent.
 """
 
 from __future__ import annotations
@@ -27,20 +29,17 @@ from typing import Any
 from urllib.parse import quote
 
 from shipper.config import DestinationSettings, setting
-from shipper.destinations import sql
 from shipper.destinations.base import (
-    Destination,
+    PAYLOADS,
+    Payload,
     Request,
+    RestDestination,
+    Rows,
     Verdict,
-    check_event,
-    drop_none,
+    envelope,
     json_error_field,
-    money,
-    parse_json_array,
     register,
 )
-
-USER_DATA_KEYS = ("em", "ph", "fn", "ln", "db", "ge", "ct", "st", "zp", "country", "external_id")
 
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80004})
 TRANSIENT_CODES = frozenset({1, 2})
@@ -56,101 +55,39 @@ class MetaSettings(DestinationSettings):
     api_version: str = setting("v25.0", "Graph API version (the official SDK pins v25.0).")
     dataset_id: str | None = setting(None, "Dataset (pixel / offline event set) id.")
     partner_agent: str | None = setting(None, "Optional partner_agent sent with each request.")
-    max_event_age_days: int = setting(7, "Rolling window; Meta rejects older events.")
+    max_event_age_days: int = setting(
+        7, "Meta's age limit: an older event is recorded as expired, not sent (Meta refuses "
+           "the whole request holding one).")
 
 
 @register
-class Meta(Destination):
+class Meta(RestDestination):
     name = "meta"
     title = "Meta"
     settings_class = MetaSettings
     max_batch_size = 1000
     credential_env = ("META_ACCESS_TOKEN",)
     required_settings = ("dataset_id",)
-    columns = (
-        "delivery_key", "event_name", "event_time", "event_id", "action_source",
-        *USER_DATA_KEYS,
-        "value", "currency", "order_id", "contents", "num_items",
-    )
     settings: MetaSettings
 
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        return check_event(row, required=("event_name", "event_id", "action_source"), now=self.now(),
-                           max_age_days=self.settings.max_event_age_days,
-                           identifier_keys=USER_DATA_KEYS, purchase=("event_name", "Purchase"),
-                           json_array="contents")
-
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        user_data = {key: [row[key]] for key in USER_DATA_KEYS if row.get(key) is not None}
-        custom_data = drop_none({
-            "value": money(row.get("value")),
-            "currency": row.get("currency"),
-            "order_id": row.get("order_id"),
-            "contents": parse_json_array(row.get("contents")) or None,
-            "num_items": row.get("num_items"),
-        })
-        return drop_none({
-            "event_name": row["event_name"],
-            "event_time": row["event_time"],
-            "event_id": row["event_id"],
-            "action_source": row["action_source"],
-            "user_data": user_data,
-            "custom_data": custom_data or None,
-        })
-
-    def sql_events(self, columns: sql.Columns) -> sql.SqlEvents:
-        checks = sql.event_checks(
-            columns, required=("event_name", "event_id", "action_source"), now=self.now(),
-            max_age_days=self.settings.max_event_age_days, identifier_keys=USER_DATA_KEYS,
-            purchase=("event_name", "Purchase"), json_array="contents",
-        )
-        checks.append((columns.not_number("value"), "row cannot become an event (ValueError)"))
-        # event_name, event_time, event_id and action_source are required by the
-        # reason, and user_data is always there (possibly {}), as in to_wire.
-        event = sql.event_object(
-            [
-                ("event_name", sql.value(columns, "event_name")),
-                ("event_time", sql.value(columns, "event_time")),
-                ("event_id", sql.value(columns, "event_id")),
-                ("action_source", sql.value(columns, "action_source")),
-                ("user_data", sql.ObjectOf(tuple(
-                    columns.hex_member(key, key, as_list=True) for key in USER_DATA_KEYS
-                ))),
-            ],
-            [
-                sql.object_member("custom_data", [
-                    columns.money_member("value", "value"),
-                    columns.member("currency", "currency"),
-                    columns.member("order_id", "order_id"),
-                    columns.json_array_member("contents", "contents"),
-                    columns.member("num_items", "num_items"),
-                ]),
-            ],
-        )
-        return sql.SqlEvents(sql.first_reason(checks), event,
-                             python_rows=(f"{columns.json_needs_python('contents')} or "
-                                          f"{columns.number_needs_python('value')}"),
-                             hex_columns=USER_DATA_KEYS)
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
         dataset = quote(self.settings.dataset_id or "unset-dataset-id", safe="")
         url = f"{self.base_url}/{self.settings.api_version}/{dataset}/events"
-        body: dict[str, Any] = {"data": list(events)}
+        template: dict[str, Any] = {"data": PAYLOADS}
         if self.settings.test_event_code:
-            body["test_event_code"] = self.settings.test_event_code
+            template["test_event_code"] = self.settings.test_event_code
         if self.settings.partner_agent:
-            body["partner_agent"] = self.settings.partner_agent
+            template["partner_agent"] = self.settings.partner_agent
         token = self.credentials.get("META_ACCESS_TOKEN", "")
-        return Request("POST", url, {"Content-Type": "application/json"}, body,
-                       params={"access_token": token})
+        return Request("POST", url, {"Content-Type": "application/json"},
+                       envelope(template, payloads), params={"access_token": token})
 
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         error = json_error_field(body, "error")
         if 200 <= status < 300 and not error:
             # Meta accepts or refuses a request as a whole; events_received below the
             # number sent has not been seen, and resending could only duplicate.
-            return Verdict.all_accepted(len(events))
+            return Verdict.all_accepted(len(rows))
         if not isinstance(error, Mapping):
             if status == 429:
                 return Verdict.retry("HTTP 429 from Meta")

@@ -3,7 +3,8 @@
 Destination `pinterest` (the API path; the CSV upload of the same mart is the
 separate destination `pinterest_file`: ship one of the two, not both, or
 Pinterest counts each sale twice). Reads `pinterest_conversions`
-(docs/marts.md). Contract followed (PLATFORMS.md, Pinterest's v5 OpenAPI
+(docs/marts.md): `delivery_key`, `payload` (one event, built by the mart) and
+`event_time`. Contract followed (PLATFORMS.md, Pinterest's v5 OpenAPI
 description as published in its generated clients):
 
 - `POST {base_url}/{api_version}/ad_accounts/{ad_account_id}/events`, header
@@ -23,10 +24,10 @@ description as published in its generated clients):
   split to find the bad event(s); 401/403 stop the destination.
 - Rate limit 5,000 calls per minute per ad account: `requests_per_second`
   defaults to 80 (4,800 a minute).
-- Window: partners send only the last 7 days over the API [P]; the mart keeps
-  30 days for the CSV path, so `max_event_age_days` (7) rejects older rows
-  before sending. Not confirmed by a Pinterest page: make it larger if
-  Pinterest confirms a longer window for offline events.
+- Age limit: partners send only the last 7 days over the API [P], so an event
+  older than `max_event_age_days` (7) is recorded as expired, not sent; the
+  mart's window (`pinterest_window_days`) stays inside it. Not confirmed by a
+  Pinterest page: make it larger if Pinterest confirms a longer window.
 
 In test mode the rows Pinterest did not fail are recorded as failed
 ("test mode"): nothing was recorded by Pinterest, so they must go out for
@@ -39,7 +40,6 @@ out after Pinterest processed it is sent again by the retry and counted twice.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,22 +47,17 @@ from urllib.parse import quote
 
 from shipper.config import DestinationSettings, setting
 from shipper.destinations.base import (
-    Destination,
+    PAYLOADS,
+    Payload,
     Request,
+    RestDestination,
     RowOutcome,
+    Rows,
     Verdict,
-    check_event_time,
-    check_hashes,
-    drop_none,
-    is_sha256_hex,
+    envelope,
     json_error_field,
-    parse_json_array,
     register,
 )
-
-USER_DATA_KEYS = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id")
-_VALUE = re.compile(r"-?\d+(\.\d+)?")
-_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 @dataclass(frozen=True)
@@ -88,90 +83,42 @@ class PinterestSettings(DestinationSettings):
 
 
 @register
-class Pinterest(Destination):
+class Pinterest(RestDestination):
     name = "pinterest"
     title = "Pinterest"
     settings_class = PinterestSettings
     max_batch_size = 1000
     credential_env = ("PINTEREST_ACCESS_TOKEN",)
     required_settings = ("ad_account_id",)
-    columns = (
-        "delivery_key", "event_name", "action_source", "event_time", "event_id",
-        *USER_DATA_KEYS,
-        "value", "currency", "order_id", "num_items", "content_ids",
-    )
     settings: PinterestSettings
 
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        for key in ("event_name", "action_source", "event_id"):
-            if not row.get(key):
-                return f"{key} is missing"
-        reason = check_event_time(row.get("event_time"), self.now(),
-                                  self.settings.max_event_age_days)
-        if reason:
-            return reason
-        if not is_sha256_hex(row.get("em")):
-            return "em is not a 64-character lower-case hex SHA-256"
-        reason = check_hashes(row, USER_DATA_KEYS)
-        if reason:
-            return reason
-        value = row.get("value")
-        if value is not None:
-            if not isinstance(value, str) or not _VALUE.fullmatch(value):
-                return "value is not a decimal string"
-            currency = row.get("currency")
-            if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-                return "currency is not a 3-letter upper-case ISO 4217 code"
-        content_ids = parse_json_array(row.get("content_ids"))
-        if content_ids is None or not all(isinstance(item, str) for item in content_ids):
-            return "content_ids is not a JSON array of strings"
-        return None
-
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        user_data = {key: [row[key]] for key in USER_DATA_KEYS if row.get(key) is not None}
-        custom_data = drop_none({
-            "currency": row.get("currency"),
-            "value": row.get("value"),
-            "order_id": row.get("order_id"),
-            "num_items": row.get("num_items"),
-            "content_ids": parse_json_array(row.get("content_ids")) or None,
-        })
-        return drop_none({
-            "event_name": row["event_name"],
-            "action_source": row["action_source"],
-            "event_time": row["event_time"],
-            "event_id": row["event_id"],
-            "user_data": user_data,
-            "custom_data": custom_data or None,
-        })
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
         account = quote(self.settings.ad_account_id or "unset-ad-account-id", safe="")
         url = f"{self.base_url}/{self.settings.api_version}/ad_accounts/{account}/events"
         token = self.credentials.get("PINTEREST_ACCESS_TOKEN", "")
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         params = {"test": "true"} if self.settings.test_mode else {}
-        return Request("POST", url, headers, {"data": list(events)}, params=params)
+        return Request("POST", url, headers, envelope({"data": PAYLOADS}, payloads),
+                       params=params)
 
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         statuses = json_error_field(body, "events")
         if status in (200, 422) and isinstance(statuses, list):
-            if len(statuses) == len(events):
+            if len(statuses) == len(rows):
                 return Verdict.per_row([self._outcome(entry) for entry in statuses])
             if status == 200:
-                return Verdict.per_row([self._outcome({"status": "processed"})] * len(events))
+                return Verdict.per_row([self._outcome({"status": "processed"})] * len(rows))
             # Which events failed cannot be told: keep them all for the next run (Pinterest
             # does not deduplicate offline events, so this may count the good ones twice).
             reason = (f"Pinterest answered HTTP 422 with {len(statuses)} statuses for "
-                      f"{len(events)} events")
-            return Verdict.per_row([RowOutcome("retryable", reason)] * len(events))
+                      f"{len(rows)} events")
+            return Verdict.per_row([RowOutcome("retryable", reason)] * len(rows))
         message = json_error_field(body, "message") or (body if isinstance(body, str) else None)
         code = json_error_field(body, "code")
         reason = f"{message or 'no message'} (HTTP {status}, code {code})"
         if status == 200:
             # Success without per-event statuses: Pinterest took the whole request.
-            return Verdict.per_row([self._outcome({"status": "processed"})] * len(events))
+            return Verdict.per_row([self._outcome({"status": "processed"})] * len(rows))
         if status in (401, 403):
             return Verdict.fatal(f"Pinterest refused the credentials or ad account: {reason}; "
                                  "check PINTEREST_ACCESS_TOKEN and ad_account_id")

@@ -27,13 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.config import setting
-from shipper.destinations.base import (
-    check_event_time,
-    check_hashes,
-    check_money,
-    is_sha256_hex,
-    register,
-)
+from shipper.destinations.base import register
+from shipper.files.checks import check_event_time, check_hashes, check_money, is_sha256_hex
 from shipper.files.csvfile import Column
 from shipper.files.destination import FileDestination, FileDestinationSettings
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.config import setting
-from shipper.destinations.base import check_event_time, check_hashes, check_money, register
+from shipper.destinations.base import register
+from shipper.files.checks import check_event_time, check_hashes, check_money
 from shipper.files.csvfile import Column
 from shipper.files.destination import FileDestination, FileDestinationSettings
 

@@ -1,11 +1,14 @@
 """The Trade Desk offline conversions, with UID2 identity mapping.
 
-Reads `the_trade_desk_conversions` (docs/marts.md): one row per eligible US
-store sale and identifier (email, phone), each carrying a UID2 input hash.
-Before validation every read batch goes through `shipper.uid2`, which maps
-the hashes to raw UID2s (cache in the ledger, identity map v3); a hash that
-maps to nothing (opted out, invalid) makes its row a rejection
-'uid2 unmapped: <UID2's reason>' that the run summary counts by reason.
+Reads `delivery_key`, `payload`, `event_time`, `identifier_type` and
+`uid2_hash` of `the_trade_desk_conversions` (docs/marts.md): one row per
+eligible US store sale and identifier (email, phone). The payload is the item
+as sent except `TrackingTagId` (a setting) and `UID2`: the prepare step maps
+each (identifier_type, uid2_hash) to a raw UID2 with `shipper.uid2` (cache in
+the ledger, identity map v3) and writes both members in front of the mart's
+payload, byte for byte otherwise. A hash that maps to nothing (opted out,
+invalid) makes its row a rejection 'uid2 unmapped: <UID2's reason>' that the
+run summary counts by reason.
 
 Contract followed (PLATFORMS.md, and The Trade Desk's own ttd-data SDK):
 
@@ -21,9 +24,9 @@ Contract followed (PLATFORMS.md, and The Trade Desk's own ttd-data SDK):
   PLATFORMS.md had no confirmed default.
 - Batch size: no vendor maximum found [?]; 1,000 items by default (what
   partner connectors use), and an HTTP 413 splits the batch in halves.
-- Window: US sales of the last 25 days [P]; the mart filters, `validate`
-  refuses anything else (Country other than USA, older than
-  `max_event_age_days`, in the future, no UID2).
+- Window: US sales of the last 25 days [P]; the mart holds nothing else (its
+  window, country and row checks are SQL). An item older than
+  `max_event_age_days` at send time is recorded expired, not sent.
 - Answers [V: ttd-data SDK and TTD's own Databricks tooling]: HTTP 200
   `{"FailedLines": [{OrderId, ErrorCode, Message, ItemNumber, OriginalRequest,
   ...}]}`; HTTP 400 with the same body when lines failed, or without it when
@@ -45,22 +48,23 @@ FailedLines, 401, 403 and 404 stop the destination the same way.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import (
-    Destination,
+    PAYLOADS,
+    Payload,
     PrepareContext,
+    PrepareError,
     Request,
+    RestDestination,
     RowOutcome,
+    Rows,
     Verdict,
-    check_money,
-    drop_none,
-    parse_json_array,
+    envelope,
     register,
 )
 from shipper.http import RetryPolicy
@@ -69,12 +73,8 @@ from shipper.uid2 import MAX_HASHES_PER_REQUEST, IdentityMapService, MappingCach
 
 log = get_logger(__name__)
 
-IDENTIFIER_TYPES = ("email", "phone")
-LINE_ITEM_KEYS = ("item_code", "name", "qty", "price", "cat")
-MAX_ORDER_ID_LENGTH = 64
-_ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-_UID2_HASH = re.compile(r"[A-Za-z0-9+/]{43}=")
-_SECONDS_PER_DAY = 86_400
+# json.dumps with options builds a new encoder per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,9 @@ class TheTradeDeskSettings(DestinationSettings):
     batch_size: int = setting(
         1000, "Items per request; no vendor maximum is published (a 413 splits the batch)."
     )
-    max_event_age_days: int = setting(25, "Items older than this are refused (TTD: 25 days).")
+    max_event_age_days: int = setting(
+        25, "The Trade Desk's age limit (25 days): an older item is recorded as expired, not "
+            "sent.")
     fatal_error_codes: tuple[str, ...] = setting(
         ("Unauthorized", "MissingOrInvalidTrackingTagId"),
         "FailedLines ErrorCodes that mean our token or tracking tag is wrong: stop, keep rows.",
@@ -135,7 +137,7 @@ class TheTradeDeskSettings(DestinationSettings):
 
 
 @register
-class TheTradeDesk(Destination):
+class TheTradeDesk(RestDestination):
     name = "the_trade_desk"
     title = "The Trade Desk"
     settings_class = TheTradeDeskSettings
@@ -143,11 +145,7 @@ class TheTradeDesk(Destination):
     max_batch_size = 10_000
     credential_env = ("TTD_AUTH_TOKEN", "UID2_API_KEY", "UID2_SECRET_KEY")
     required_settings = ("data_provider_id", "tracking_tag_id")
-    columns = (
-        "delivery_key", "event_id", "order_id", "identifier_type", "uid2_hash",
-        "timestamp_utc", "value", "value_currency", "event_name", "country", "region",
-        "city", "merchant_id", "line_items",
-    )
+    extra_columns = ("identifier_type", "uid2_hash")
     settings: TheTradeDeskSettings
     _mapper: Uid2Mapper | None = None
 
@@ -173,12 +171,28 @@ class TheTradeDesk(Destination):
             outbox=context.outbox_dir if context.dry_run else None, run_id=context.run_id,
         )
 
-    def prepare(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        # Rows that cannot be sent whatever their UID2 are not looked up at all.
-        sendable = [row for row in rows if self._check_row(row) is None]
-        if self._mapper is not None:
-            self._mapper.resolve(sendable)
-        return rows
+    def prepare(self, rows: Rows) -> list[str | None]:
+        """Map each row's hash to its UID2 and write `TrackingTagId` and `UID2` in front
+        of the mart's payload: `{"TrackingTagId":"tt","UID2":"u",<the payload's members>}`."""
+        if self._mapper is None:
+            raise PrepareError("the UID2 step was not opened")
+        resolved = self._mapper.resolve(rows.extra["identifier_type"], rows.extra["uid2_hash"])
+        tag = self.settings.tracking_tag_id
+        # A dry run may go without a tracking tag (live runs require one): left out then.
+        head = b"{" if tag is None else b'{"TrackingTagId":' + _JSON.encode(tag).encode() + b","
+        reasons: list[str | None] = []
+        payloads = rows.payloads
+        for index, (uid2, unmapped) in enumerate(resolved):
+            if uid2 is None:
+                reasons.append(f"uid2 unmapped: {unmapped or 'no UID2'}")
+                continue
+            spliced = _splice(head + b'"UID2":' + _JSON.encode(uid2).encode(), payloads[index])
+            if spliced is None:
+                reasons.append("payload is not a JSON object")
+                continue
+            payloads[index] = spliced
+            reasons.append(None)
+        return reasons
 
     def close_prepare(self) -> None:
         mapper, self._mapper = self._mapper, None
@@ -193,95 +207,23 @@ class TheTradeDesk(Destination):
 
     # -- the destination ------------------------------------------------------------------
 
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        reason = self._check_row(row)
-        if reason:
-            return reason
-        # `uid2` is set by the prepare step; `ship validate` checks rows before mapping.
-        if "uid2" in row and not row.get("uid2"):
-            return f"uid2 unmapped: {row.get('uid2_unmapped') or 'no UID2'}"
-        return None
-
-    def _check_row(self, row: Mapping[str, Any]) -> str | None:
-        order_id = row.get("order_id")
-        if not order_id:
-            return "order_id is missing"
-        if len(str(order_id)) > MAX_ORDER_ID_LENGTH:
-            return f"order_id is longer than {MAX_ORDER_ID_LENGTH} characters"
-        if row.get("identifier_type") not in IDENTIFIER_TYPES:
-            return "identifier_type is not 'email' or 'phone'"
-        uid2_hash = row.get("uid2_hash")
-        if not uid2_hash:
-            return "uid2_hash is missing"
-        if not isinstance(uid2_hash, str) or not _UID2_HASH.fullmatch(uid2_hash):
-            return "uid2_hash is not a base64 SHA-256 (44 characters)"
-        if row.get("country") != "USA":
-            return "country is not USA (The Trade Desk takes US sales only)"
-        reason = self._check_time(row.get("timestamp_utc"))
-        if reason:
-            return reason
-        reason = check_money(row.get("value"), row.get("value_currency"))
-        if reason:
-            return reason.replace("currency", "value_currency")
-        line_items = parse_json_array(row.get("line_items"))
-        if line_items is None or not all(isinstance(item, Mapping) for item in line_items):
-            return "line_items is not a JSON array of objects"
-        return None
-
-    def _check_time(self, value: Any) -> str | None:
-        if not value:
-            return "timestamp_utc is missing"
-        if not isinstance(value, str) or not _ISO_UTC.fullmatch(value):
-            return "timestamp_utc is not YYYY-MM-DDTHH:MM:SSZ"
-        try:
-            moment = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-        except ValueError:
-            return "timestamp_utc is not a valid date and time"
-        seconds, now = moment.timestamp(), self.now()
-        if seconds > now:
-            return "timestamp_utc is in the future"
-        days = self.settings.max_event_age_days
-        if seconds < now - days * _SECONDS_PER_DAY:
-            return f"timestamp_utc is older than {days} days"
-        return None
-
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        line_items = [
-            {key: str(item[key]) for key in LINE_ITEM_KEYS if item.get(key) is not None}
-            for item in parse_json_array(row.get("line_items")) or []
-        ]
-        return drop_none({
-            "TrackingTagId": self.settings.tracking_tag_id,
-            "TimestampUtc": row["timestamp_utc"],
-            "UID2": row.get("uid2"),
-            "OrderId": row["order_id"],
-            "Value": None if row.get("value") is None else str(row["value"]),
-            "ValueCurrency": row.get("value_currency"),
-            "EventName": row.get("event_name"),
-            "Country": row.get("country"),
-            "Region": row.get("region"),
-            "City": row.get("city"),
-            "MerchantId": row.get("merchant_id"),
-            "LineItems": line_items or None,
-        })
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
-        body = {"DataProviderId": self.settings.data_provider_id, "Items": list(events)}
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
+        template = {"DataProviderId": self.settings.data_provider_id, "Items": PAYLOADS}
         headers = {
             "Content-Type": "application/json",
             "TTD-Auth": self.credentials.get("TTD_AUTH_TOKEN", ""),
         }
-        return Request("POST", f"{self.base_url}/providerapi/offlineconversion", headers, body)
+        return Request("POST", f"{self.base_url}/providerapi/offlineconversion", headers,
+                       envelope(template, payloads))
 
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         failed_lines = body.get("FailedLines") if isinstance(body, Mapping) else None
         if failed_lines is not None and not isinstance(failed_lines, list):
             failed_lines = None
         if status == 413:
             return Verdict.reject_batch("HTTP 413 from The Trade Desk: the request is too large")
         if 200 <= status < 300 or (status == 400 and failed_lines):
-            return self._read_failed_lines(failed_lines or [], events, status)
+            return self._read_failed_lines(failed_lines or [], rows, status)
         detail = _message(body)
         if status == 400:
             return Verdict.fatal(
@@ -297,9 +239,9 @@ class TheTradeDesk(Destination):
             f"unexpected HTTP {status} from The Trade Desk ({detail}): check base_url "
             "(TTD_BASE_URL)")
 
-    def _read_failed_lines(self, lines: list[Any], events: Sequence[Mapping[str, Any]],
-                           status: int) -> Verdict:
+    def _read_failed_lines(self, lines: list[Any], rows: Rows, status: int) -> Verdict:
         outcomes: dict[int, str] = {}
+        items: list[Any] = []
         for line in lines:
             if not isinstance(line, Mapping):
                 return Verdict.reject_batch(f"The Trade Desk answered a failed line {line!r}")
@@ -309,7 +251,7 @@ class TheTradeDesk(Destination):
                 return Verdict.fatal(
                     f"The Trade Desk refused the items ({reason}); check TTD_AUTH_TOKEN and "
                     "tracking_tag_id")
-            index = _line_index(line, events)
+            index = _line_index(line, len(rows), items, rows)
             if index is None:
                 return Verdict.reject_batch(
                     f"The Trade Desk reported a failed line it did not place ({reason})")
@@ -318,27 +260,47 @@ class TheTradeDesk(Destination):
             return Verdict.reject_batch(f"HTTP {status} from The Trade Desk")
         return Verdict.per_row([
             RowOutcome("rejected", outcomes[index]) if index in outcomes else RowOutcome("accepted")
-            for index in range(len(events))
+            for index in range(len(rows))
         ])
 
 
-def _line_index(line: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> int | None:
-    """The index of the item a failed line is about, or None when it is not one item."""
+def _splice(members: bytes, payload: Payload) -> bytes | None:
+    """The JSON object `payload` with `members` (`{"Name":value,...`, without the
+    closing brace) written first, the payload's own bytes unchanged after them; None
+    when the payload is not a JSON object (the mart's payload test failed)."""
+    text = bytes(payload)
+    if text[:1] != b"{":
+        text = text.lstrip()
+        if text[:1] != b"{":
+            return None
+    rest = text[1:]
+    if rest.lstrip()[:1] == b"}":  # {} or { }: nothing of its own to follow
+        return members + rest
+    return members + b"," + rest
+
+
+def _line_index(line: Mapping[str, Any], count: int, items: list[Any],
+                rows: Rows) -> int | None:
+    """The index of the item a failed line is about, or None when it is not one item.
+    `items` caches the request's items, parsed from `rows` only when a line has no
+    usable ItemNumber."""
     number = line.get("ItemNumber")
     if number is not None and str(number).strip().isdigit():
         index = int(str(number).strip()) - 1
-        if 0 <= index < len(events):
+        if 0 <= index < count:
             return index
+    if not items and count:
+        items.extend(item if isinstance(item, Mapping) else {} for item in rows.parsed())
     original = line.get("OriginalRequest")
     if isinstance(original, Mapping) and original.get("OrderId"):
-        matches = [index for index, event in enumerate(events)
-                   if event.get("OrderId") == original.get("OrderId")
-                   and event.get("UID2") == original.get("UID2")]
+        matches = [index for index, item in enumerate(items)
+                   if item.get("OrderId") == original.get("OrderId")
+                   and item.get("UID2") == original.get("UID2")]
         if len(matches) == 1:
             return matches[0]
     if line.get("OrderId"):
-        matches = [index for index, event in enumerate(events)
-                   if event.get("OrderId") == line.get("OrderId")]
+        matches = [index for index, item in enumerate(items)
+                   if item.get("OrderId") == line.get("OrderId")]
         if len(matches) == 1:
             return matches[0]
     return None

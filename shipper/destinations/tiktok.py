@@ -1,13 +1,15 @@
 """TikTok Events API 2.0, offline events.
 
-Reads `tiktok_conversions` (docs/marts.md). Contract followed (PLATFORMS.md):
+Reads `delivery_key`, `payload` (one event, built by the mart) and `event_time`
+of `tiktok_conversions` (docs/marts.md). Contract followed (PLATFORMS.md):
 
 - `POST {base_url}/open_api/{api_version}/event/track/` with the `Access-Token`
   header; body `{"event_source": "offline", "event_source_id": ..., "test_event_code"?,
   "data": [...]}`, at most 1,000 events.
 - Errors come back inside HTTP 200 as `{"code": != 0, "message", "request_id"}`;
   one bad event fails the whole batch, so the delivery loop splits it.
-- Window: the last `max_event_age_days` (28 by default, a partner-documented limit).
+- Age limit: `max_event_age_days` (28, a partner-documented limit); the mart's
+  window (dbt var `tiktok_window_days`) stays inside it.
 
 Which non-zero codes mean "throttled" or "bad credentials" is not confirmed by a
 vendor page we could read, so both lists are settings (`retryable_codes`,
@@ -23,19 +25,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipper.config import DestinationSettings, setting
-from shipper.destinations import sql
 from shipper.destinations.base import (
-    Destination,
+    PAYLOADS,
+    Payload,
     Request,
+    RestDestination,
+    Rows,
     Verdict,
-    check_event,
-    drop_none,
-    money,
-    parse_json_array,
+    envelope,
     register,
 )
-
-USER_KEYS = ("email", "phone", "external_id")
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,9 @@ class TikTokSettings(DestinationSettings):
     base_url: str = setting("https://business-api.tiktok.com", "Business API host.")
     api_version: str = setting("v1.3", "Business API version segment.")
     event_source_id: str | None = setting(None, "Offline event set id (event_source_id).")
-    max_event_age_days: int = setting(28, "Rolling window; TikTok drops older events.")
+    max_event_age_days: int = setting(
+        28, "TikTok's age limit (partner-documented): an older event is recorded as expired, "
+            "not sent.")
     retryable_codes: tuple[int, ...] = setting(
         (40100, 50000, 50002), "Response codes (inside HTTP 200) that mean: try again later."
     )
@@ -54,96 +55,35 @@ class TikTokSettings(DestinationSettings):
 
 
 @register
-class TikTok(Destination):
+class TikTok(RestDestination):
     name = "tiktok"
     title = "TikTok"
     settings_class = TikTokSettings
     max_batch_size = 1000
     credential_env = ("TIKTOK_ACCESS_TOKEN",)
     required_settings = ("event_source_id",)
-    columns = (
-        "delivery_key", "event", "event_time", "event_id",
-        *USER_KEYS,
-        "value", "currency", "order_id", "shop_id", "content_type", "contents",
-    )
     settings: TikTokSettings
 
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        return check_event(row, required=("event", "event_id"), now=self.now(),
-                           max_age_days=self.settings.max_event_age_days,
-                           identifier_keys=USER_KEYS, purchase=("event", "CompletePayment"),
-                           json_array="contents")
-
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        properties = drop_none({
-            "value": money(row.get("value")),
-            "currency": row.get("currency"),
-            "order_id": row.get("order_id"),
-            "shop_id": row.get("shop_id"),
-            "content_type": row.get("content_type"),
-            "contents": parse_json_array(row.get("contents")) or None,
-        })
-        return drop_none({
-            "event": row["event"],
-            "event_time": row["event_time"],
-            "event_id": row["event_id"],
-            "user": {key: row[key] for key in USER_KEYS if row.get(key) is not None},
-            "properties": properties or None,
-        })
-
-    def sql_events(self, columns: sql.Columns) -> sql.SqlEvents:
-        checks = sql.event_checks(
-            columns, required=("event", "event_id"), now=self.now(),
-            max_age_days=self.settings.max_event_age_days, identifier_keys=USER_KEYS,
-            purchase=("event", "CompletePayment"), json_array="contents",
-        )
-        checks.append((columns.not_number("value"), "row cannot become an event (ValueError)"))
-        # event, event_time and event_id are required by the reason, and user is always
-        # there (possibly {}), as in to_wire.
-        event = sql.event_object(
-            [
-                ("event", sql.value(columns, "event")),
-                ("event_time", sql.value(columns, "event_time")),
-                ("event_id", sql.value(columns, "event_id")),
-                ("user", sql.ObjectOf(tuple(columns.hex_member(key, key) for key in USER_KEYS))),
-            ],
-            [
-                sql.object_member("properties", [
-                    columns.money_member("value", "value"),
-                    columns.member("currency", "currency"),
-                    columns.member("order_id", "order_id"),
-                    columns.member("shop_id", "shop_id"),
-                    columns.member("content_type", "content_type"),
-                    columns.json_array_member("contents", "contents"),
-                ]),
-            ],
-        )
-        return sql.SqlEvents(sql.first_reason(checks), event,
-                             python_rows=(f"{columns.json_needs_python('contents')} or "
-                                          f"{columns.number_needs_python('value')}"),
-                             hex_columns=USER_KEYS)
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
+    def build_request(self, payloads: Sequence[Payload]) -> Request:
         url = f"{self.base_url}/open_api/{self.settings.api_version}/event/track/"
-        body: dict[str, Any] = {
+        template: dict[str, Any] = {
             "event_source": "offline",
             "event_source_id": self.settings.event_source_id,
         }
         if self.settings.test_event_code:
-            body["test_event_code"] = self.settings.test_event_code
-        body["data"] = list(events)
+            template["test_event_code"] = self.settings.test_event_code
+        template["data"] = PAYLOADS
         headers = {
             "Content-Type": "application/json",
             "Access-Token": self.credentials.get("TIKTOK_ACCESS_TOKEN", ""),
         }
-        return Request("POST", url, headers, body)
+        return Request("POST", url, headers, envelope(template, payloads))
 
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
+    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         if status == 200 and isinstance(body, Mapping) and "code" in body:
             code = body.get("code")
             if code == 0:
-                return Verdict.all_accepted(len(events))
+                return Verdict.all_accepted(len(rows))
             reason = f"{body.get('message') or 'no message'} (code {code})"
             if code in self.settings.retryable_codes:
                 return Verdict.retry(f"TikTok asked to retry: {reason}")

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shipper import redact
 from shipper.config import ConfigError, DestinationSettings, setting
-from shipper.destinations.base import Destination, Request, Verdict
+from shipper.destinations.base import Destination
 from shipper.files.csvfile import (
     DELIMITERS,
     Column,
@@ -165,16 +165,9 @@ class FileDestination(Destination):
         """The row's cells in file order (CellError when a value does not fit its column)."""
         return cells_of(row, self.layout)
 
-    def to_wire(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def file_row(self, row: Mapping[str, Any]) -> dict[str, str]:
         """The row as it appears in the file, by header (also what is fingerprinted)."""
         return dict(zip(self.headers, self.cells(row), strict=True))
-
-    def build_request(self, events: Sequence[Mapping[str, Any]]) -> Request:
-        raise NotImplementedError(f"{self.name} is delivered as files, not requests")
-
-    def parse_response(self, status: int, body: Any,
-                       events: Sequence[Mapping[str, Any]]) -> Verdict:
-        raise NotImplementedError(f"{self.name} is delivered as files, not requests")
 
     def as_of_label(self, run_started: float) -> str:
         """The date in file names: `as_of` when set, else the run's UTC date."""

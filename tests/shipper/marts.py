@@ -12,6 +12,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from tests import oracles
+
 META_USER_KEYS = ("em", "ph", "fn", "ln", "db", "ge", "ct", "st", "zp", "country", "external_id")
 
 # Column types of the marts, as docs/marts.md defines them.
@@ -27,6 +29,7 @@ META_CONVERSIONS = {
     "order_id": "varchar",
     "contents": "varchar",
     "num_items": "integer",
+    "payload": "varchar",
 }
 TIKTOK_CONVERSIONS = {
     "delivery_key": "varchar",
@@ -42,6 +45,7 @@ TIKTOK_CONVERSIONS = {
     "shop_id": "varchar",
     "content_type": "varchar",
     "contents": "varchar",
+    "payload": "varchar",
 }
 
 META_TOKEN = "meta-test-token-0123456789"
@@ -96,10 +100,32 @@ def tiktok_row(index: int, *, age_seconds: int = 3600, **overrides: Any) -> dict
     return row
 
 
+# What builds a REST mart's payload in these tests: the oracle (the Python event
+# builder the shipper had before the mart built it), as the mart's SQL does.
+PAYLOAD_BUILDERS = {
+    f"{name}_conversions": module.to_wire
+    for name, module in oracles.BY_DESTINATION.items()
+}
+PAYLOAD_BUILDERS["klaviyo_profiles"] = oracles.klaviyo.to_wire
+PAYLOAD_BUILDERS["braze_attributes"] = oracles.braze.to_wire
+
+
+def payload_of(table: str, row: Mapping[str, Any]) -> str:
+    """The payload the mart would hold for `row`, as compact JSON text."""
+    event = PAYLOAD_BUILDERS[table](row)
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
 def write_mart(path: Path, table: str, columns: Mapping[str, str],
                rows: Iterable[Mapping[str, Any]]) -> None:
-    """(Re)create `table` in the DuckDB file at `path` with exactly the contract's types."""
+    """(Re)create `table` in the DuckDB file at `path` with exactly the contract's types.
+
+    A row without `payload` gets the one its typed columns give (`payload_of`); a
+    test that wants another (broken) payload passes it."""
     rows = list(rows)
+    if "payload" in columns:
+        rows = [row if row.get("payload") is not None else {**row, "payload": payload_of(table, row)}
+                for row in rows]
     source = pa.table({
         name: pa.array([None if row.get(name) is None else str(row[name]) for row in rows],
                        pa.string())

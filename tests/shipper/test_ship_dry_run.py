@@ -100,9 +100,9 @@ def test_a_destination_without_its_credential_is_skipped_with_one_line(workspace
     assert not (workspace.outbox / "tiktok").exists()
 
 
-def test_validation_rejections_in_a_dry_run_exit_1_and_are_not_recorded(workspace):
-    workspace.meta_mart([meta_row(1), meta_row(2, value=None)])
-    assert workspace.ship("run", "meta", "--dry-run") == 1
+def test_expired_events_in_a_dry_run_are_counted_and_not_recorded(workspace):
+    workspace.meta_mart([meta_row(1), meta_row(2, age_seconds=8 * 86_400)])
+    assert workspace.ship("run", "meta", "--dry-run") == 0
     assert workspace.statuses("meta") == {}
     (path,) = _outbox_files(workspace, "meta")
     assert [event["event_id"] for event in json.loads(path.read_text())["data"]] == ["evt-1"]

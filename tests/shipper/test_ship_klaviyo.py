@@ -1,12 +1,19 @@
-"""Klaviyo bulk profile import: a job per batch, polled to the end, import errors read back."""
+"""Klaviyo bulk profile import: a job per batch, polled to the end, import errors read back.
+
+The mart's `payload` is built here by the oracle (tests.oracles.klaviyo, the Python
+profile builder the shipper had before the mart built it) and `payload_sha256` from it,
+as the mart's SQL does."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +21,7 @@ import duckdb
 
 from tests.fakes.klaviyo import FakeKlaviyo
 from tests.fakes.server import Reply, Reset
-from tests.shipper.marts import write_mart
+from tests.shipper.marts import payload_of, write_mart
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "pk_klaviyo_test_key_0123456789abcdef"
@@ -29,7 +36,12 @@ KLAVIYO_PROFILES = {
     "offline_revenue_currency": "varchar",
     "last_store_id": "varchar",
     "favourite_category": "varchar",
+    "payload": "varchar",
+    "payload_sha256": "varchar",
 }
+# The bulk-import body around the profiles, as the shipper writes it (no list_id).
+ENVELOPE = (b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":[',
+            b"]}}}}")
 
 
 def klaviyo_row(index: int, **overrides: Any) -> dict[str, Any]:
@@ -40,7 +52,7 @@ def klaviyo_row(index: int, **overrides: Any) -> dict[str, Any]:
         "phone_number": f"+1650555{index:04d}" if index % 2 else None,
         "last_offline_purchase_date": f"2026-11-{1 + index % 27:02d}",
         "offline_orders_365d": 1 + index % 4,
-        "offline_revenue_365d": "150.00",
+        "offline_revenue_365d": Decimal("150.00"),
         "offline_revenue_currency": "EUR",
         "last_store_id": f"store-{index % 5}",
         "favourite_category": "kitchen",
@@ -57,8 +69,18 @@ def klaviyo(workspace, **options: Any) -> FakeKlaviyo:
     return fake
 
 
-def mart(workspace, rows) -> None:
+def with_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row as the mart holds it: its payload (the oracle's, unless the row brings
+    one) and that payload's SHA-256."""
+    payload = row.get("payload") or payload_of("klaviyo_profiles", row)
+    return {**row, "payload": payload,
+            "payload_sha256": hashlib.sha256(payload.encode()).hexdigest()}
+
+
+def mart(workspace, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = [with_payload(row) for row in rows]
     write_mart(workspace.mart_path, "klaviyo_profiles", KLAVIYO_PROFILES, rows)
+    return rows
 
 
 def test_happy_path_one_job_polled_to_complete(workspace):
@@ -275,29 +297,6 @@ def test_only_changed_profiles_are_imported_again(workspace):
     assert fake.profiles["cust-6"]["properties"]["last_store_id"] == "store-42"
 
 
-def test_validation_keeps_unusable_profiles_back(workspace):
-    fake = klaviyo(workspace)
-    mart(workspace, [
-        klaviyo_row(1),
-        klaviyo_row(2, email=None, phone_number=None),
-        klaviyo_row(3, phone_number="06 12 34 56 78"),
-        klaviyo_row(4, email="not-an-address"),
-        klaviyo_row(5, favourite_category="x" * 120_000),
-    ])
-
-    assert workspace.ship("run", "klaviyo") == 1
-
-    assert fake.imported == ["cust-1"]
-    with workspace.ledger() as ledger:
-        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections(["klaviyo"])}
-    assert reasons == {
-        "cust-2": "no email and no phone_number",
-        "cust-3": "phone_number is not E.164",
-        "cust-4": "email is not a normalised address",
-        "cust-5": "profile is larger than Klaviyo's 100 KB per profile",
-    }
-
-
 def test_a_refused_key_stops_the_destination(workspace, capsys):
     fake = klaviyo(workspace)
     workspace.env(KLAVIYO_API_KEY="pk_wrong_key_000000")
@@ -323,6 +322,8 @@ def test_dry_run_writes_the_job_body_and_a_missing_key_skips(workspace, capsys):
     body = json.loads(text)
     assert len(body["data"]["attributes"]["profiles"]["data"]) == 4
     assert fake.requests == []
+    with workspace.ledger() as ledger:
+        assert ledger.status_counts("klaviyo") == {}
 
     workspace.monkeypatch.delenv("KLAVIYO_API_KEY")
     workspace.meta()
@@ -332,6 +333,45 @@ def test_dry_run_writes_the_job_body_and_a_missing_key_skips(workspace, capsys):
     skip = [line for line in capsys.readouterr().err.splitlines() if "skipped, set" in line]
     assert skip == ["klaviyo: skipped, set KLAVIYO_API_KEY to send to Klaviyo."]
     assert fake.requests == []
+
+
+def test_dry_run_body_is_the_mart_payloads_byte_for_byte_in_the_envelope(workspace):
+    klaviyo(workspace)
+    odd = klaviyo_row(3, favourite_category='Küche "Ölflaschen" \\ 5/8"')
+    rows = mart(workspace, [
+        klaviyo_row(0), klaviyo_row(1),
+        # The shipper passes whatever text the mart holds: spacing, member order and
+        # escapes are not written again.
+        {**klaviyo_row(2), "payload": '{ "attributes" : {"external_id": "cust-2", '
+                                      '"email": "customer2@example.com", '
+                                      '"properties": {"n": 1.50, "u": "\\u00e9"}},'
+                                      ' "type": "profile" }'},
+        odd,
+    ])
+
+    assert workspace.ship("run", "klaviyo", "--dry-run") == 0
+
+    (path,) = sorted((workspace.outbox / "klaviyo").glob("*.json"))
+    body = path.read_bytes()
+    sent = json.loads(body)["data"]["attributes"]["profiles"]["data"]
+    by_key = {row["external_id"]: row["payload"].encode() for row in rows}
+    order = [profile["attributes"]["external_id"] for profile in sent]
+    assert sorted(order) == sorted(by_key)
+    assert body == ENVELOPE[0] + b",".join(by_key[key] for key in order) + ENVELOPE[1]
+
+
+def test_a_list_id_goes_in_the_envelope_beside_the_profiles(workspace):
+    klaviyo(workspace)
+    workspace.env(KLAVIYO_LIST_ID="LiSt42")
+    rows = mart(workspace, [klaviyo_row(0)])
+
+    assert workspace.ship("run", "klaviyo", "--dry-run") == 0
+
+    (path,) = sorted((workspace.outbox / "klaviyo").glob("*.json"))
+    assert path.read_bytes() == (
+        b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
+        + rows[0]["payload"].encode()
+        + b']}},"relationships":{"lists":{"data":[{"type":"list","id":"LiSt42"}]}}}}')
 
 
 def test_a_real_subprocess_waits_for_the_job(workspace):

@@ -7,6 +7,7 @@ class, `@register`, and the shared loop does the rest.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -14,7 +15,14 @@ import pytest
 
 from shipper.config import DestinationSettings, setting
 from shipper.destinations import base
-from shipper.destinations.base import Destination, Request, Verdict
+from shipper.destinations.base import (
+    PAYLOADS,
+    PROFILES,
+    Request,
+    RestDestination,
+    Verdict,
+    envelope,
+)
 from shipper.ledger import DeliveryRecord, Ledger, RunCounts, fingerprint
 from shipper.reader import DuckDBSource, stream_batches
 from tests.fakes import FakeApp, Reply
@@ -124,31 +132,24 @@ class ProfileSettings(DestinationSettings):
     max_event_age_days: int = setting(365, "Unused by profiles.")
 
 
-class TestProfiles(Destination):
+class TestProfiles(RestDestination):
     __test__ = False  # not a pytest class
     name = "test_profiles"
     title = "Test Profiles"
     settings_class = ProfileSettings
     max_batch_size = 75
     credential_env = ("TEST_PROFILES_API_KEY",)
-    columns = ("delivery_key", "external_id", "orders")
-    resend_when_changed = True
+    kind = PROFILES
 
-    def validate(self, row):
-        return None if row.get("external_id") else "external_id is missing"
-
-    def to_wire(self, row):
-        return {"external_id": row["external_id"], "orders": row["orders"]}
-
-    def build_request(self, events):
+    def build_request(self, payloads):
         key = self.credentials.get("TEST_PROFILES_API_KEY", "")
         return Request("POST", f"{self.base_url}/users/track",
                        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-                       {"attributes": list(events)})
+                       envelope({"attributes": PAYLOADS}, payloads))
 
-    def parse_response(self, status, body, events):
+    def parse_response(self, status, body, rows):
         if status == 201:
-            return Verdict.all_accepted(len(events))
+            return Verdict.all_accepted(len(rows))
         return Verdict.reject_batch(f"HTTP {status}")
 
 
@@ -179,10 +180,14 @@ def profiles(workspace):
 
 
 def _profiles_mart(workspace, orders):
+    rows = []
+    for i, count in enumerate(orders):
+        payload = json.dumps({"external_id": f"c{i}", "orders": count}, separators=(",", ":"))
+        rows.append({"delivery_key": f"c{i}", "payload": payload,
+                     "payload_sha256": hashlib.sha256(payload.encode()).hexdigest()})
     write_mart(workspace.mart_path, "test_profiles_mart",
-               {"delivery_key": "varchar", "external_id": "varchar", "orders": "integer"},
-               [{"delivery_key": f"c{i}", "external_id": f"c{i}", "orders": count}
-                for i, count in enumerate(orders)])
+               {"delivery_key": "varchar", "payload": "varchar", "payload_sha256": "varchar"},
+               rows)
 
 
 def test_profile_destination_resends_only_changed_rows(workspace, profiles):
@@ -212,14 +217,12 @@ def test_an_event_destination_never_resends_a_delivered_key_even_if_changed(work
 
 
 class BrokenProfiles(TestProfiles):
-    """A module with a bug: validate raises on the third row."""
+    """A module with a bug: reading the answer raises."""
 
     __test__ = False
 
-    def validate(self, row):
-        if row["external_id"] == "c2":
-            raise RuntimeError("a bug in the module")
-        return super().validate(row)
+    def parse_response(self, status, body, rows):
+        raise RuntimeError("a bug in the module")
 
 
 def test_a_bug_in_a_module_stops_its_destination_recorded_as_incomplete(workspace, profiles):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.shipper.marts import META_TOKEN, meta_row, sha
+from tests.shipper.marts import META_TOKEN, meta_row, payload_of, sha
 
 DAY = 86_400
 
@@ -90,44 +90,48 @@ def test_rerun_sends_nothing_new_and_new_rows_only(workspace, capsys):
     assert (last_run["rows_read"], last_run["rows_skipped"], last_run["rows_sent"]) == (35, 30, 5)
 
 
-def test_invalid_rows_are_recorded_as_rejected_and_never_sent(workspace, capsys):
+def test_events_past_metas_age_limit_expire_without_changing_the_exit_code(workspace, capsys):
     fake = workspace.meta()
-    invalid = {
-        "old": meta_row(100, age_seconds=8 * DAY),
-        "future": meta_row(101, event_time=2_000_000_000_0),
-        "no value": meta_row(102, value=None),
-        "no currency": meta_row(103, currency=None),
-        "no user data": meta_row(104, em=None, ph=None, country=None),
-        "bad hash": meta_row(105, em="John@Example.com"),
-        "bad contents": meta_row(106, contents="not json"),
-    }
-    workspace.meta_mart([*(meta_row(i) for i in range(10)), *invalid.values()])
+    workspace.meta_mart([*(meta_row(i) for i in range(10)),
+                         meta_row(100, age_seconds=8 * DAY), meta_row(101, age_seconds=30 * DAY)])
 
-    assert workspace.ship("run", "meta") == 1
+    assert workspace.ship("run", "meta") == 0
 
     assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(10))
+    assert workspace.statuses("meta") == {"delivered": 10, "expired": 2}
     with workspace.ledger() as ledger:
-        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections(["meta"])}
-        assert all(row["rejected_by"] == "validation" for row in ledger.rejections(["meta"]))
-    assert reasons == {
-        "order-100": "event_time is older than 7 days",
-        "order-101": "event_time is in the future",
-        "order-102": "value is missing",
-        "order-103": "currency is missing",
-        "order-104": "no user data (every identifier is NULL)",
-        "order-105": "em is not a 64-character lower-case hex SHA-256",
-        "order-106": "contents is not a JSON array",
-    }
-    out = capsys.readouterr().out
-    assert "rejected, by reason:" in out
-    assert "event_time is older than 7 days" in out
+        (run, *_) = ledger.recent_runs(["meta"])
+        assert ledger.rejections(["meta"]) == []
+    assert (run["rows_sent"], run["rows_expired"], run["status"]) == (10, 2, "ok")
+    assert "expired" in capsys.readouterr().out
 
-    # Validation rejections are checked again next run: a fixed row goes out.
-    workspace.meta_mart([*(meta_row(i) for i in range(10)), meta_row(102),
-                         *(row for name, row in invalid.items() if name != "no value")])
-    assert workspace.ship("run", "meta") == 1
-    assert "evt-102" in fake.accepted_ids
-    assert fake.duplicates() == {}
+    # An expired event stays expired: a rerun skips it, sends nothing, exits 0.
+    requests = len(fake.requests)
+    assert workspace.ship("run", "meta") == 0
+    assert len(fake.requests) == requests
+    with workspace.ledger() as ledger:
+        (run, *_) = ledger.recent_runs(["meta"])
+    assert (run["rows_skipped"], run["rows_expired"]) == (12, 0)
+
+
+def test_the_body_is_the_marts_payloads_byte_for_byte(workspace):
+    """The shipper adds only the envelope: whatever the mart's payload says is sent,
+    including a field the mart added that the shipper knows nothing about."""
+    fake = workspace.meta()
+    rows = [meta_row(i) for i in range(3)]
+    payloads = [payload_of("meta_conversions", row) for row in rows]
+    # A field the analyst added in SQL, and JSON written with other spacing and escapes:
+    # both travel as they are.
+    event = json.loads(payloads[1])
+    event["custom_data"]["store_name"] = 'Zoë\'s "Main St" \u00e9'
+    payloads[1] = json.dumps(event)
+    workspace.meta_mart({**row, "payload": payload}
+                        for row, payload in zip(rows, payloads, strict=True))
+
+    assert workspace.ship("run", "meta") == 0
+
+    (request,) = fake.requests
+    assert request.body == ('{"data":[' + ",".join(payloads) + "]}").encode()
 
 
 def test_a_batch_refused_as_a_whole_is_split_until_the_bad_event_is_alone(workspace):

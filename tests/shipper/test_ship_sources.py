@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shipper.reader import DuckDBSource, ParquetSource, stream_mart
-from tests.shipper.marts import META_CONVERSIONS, meta_row, write_mart
+from tests.shipper.marts import META_CONVERSIONS, meta_row, payload_of, write_mart
 
 
 def _export_parquet(workspace, target, parts: int = 1):
@@ -88,11 +88,12 @@ def test_the_mart_database_is_opened_read_only(workspace):
 
 
 def test_a_mart_missing_a_contract_column_is_refused(workspace, capsys):
-    columns = {name: kind for name, kind in META_CONVERSIONS.items() if name != "currency"}
-    write_mart(workspace.mart_path, "meta_conversions", columns, [meta_row(1)])
+    columns = {name: kind for name, kind in META_CONVERSIONS.items() if name != "event_time"}
+    write_mart(workspace.mart_path, "meta_conversions", columns,
+               [{**meta_row(1), "payload": payload_of("meta_conversions", meta_row(1))}])
     workspace.meta()
     assert workspace.ship("run", "meta") == 2
-    assert "meta_conversions lacks column(s) currency" in capsys.readouterr().out
+    assert "meta_conversions lacks column(s) event_time" in capsys.readouterr().out
 
 
 def test_parquet_source_lists_both_layouts(tmp_path):

@@ -1,4 +1,8 @@
-"""The Trade Desk end to end: UID2 hashes -> fake UID2 operator (real envelope) -> fake TTD."""
+"""The Trade Desk end to end: UID2 hashes -> fake UID2 operator (real envelope) -> fake TTD.
+
+The mart's `payload` (every item member but TrackingTagId and UID2) is built here by
+the oracle (tests.oracles.the_trade_desk, the Python item builder the shipper had
+before the mart built it), as the mart's SQL does; the shipper splices the two in."""
 
 from __future__ import annotations
 
@@ -19,13 +23,13 @@ import pytest
 from uid2_client import IdentityMapV3Client, IdentityMapV3Input
 
 from shipper.config import ConfigError, load_config
-from shipper.destinations.base import RowOutcome
-from shipper.destinations.the_trade_desk import TheTradeDesk
+from shipper.destinations.base import RowOutcome, Rows
+from shipper.destinations.the_trade_desk import TheTradeDesk, _splice
 from shipper.uid2 import DRY_RUN_PLACEHOLDER
 from tests.fakes.server import Reply, Reset, Stall
 from tests.fakes.the_trade_desk import FakeTheTradeDesk
 from tests.fakes.uid2_operator import FakeUid2Operator
-from tests.shipper.marts import write_mart
+from tests.shipper.marts import payload_of, write_mart
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86_400
@@ -33,12 +37,15 @@ TTD_TOKEN = "ttd-secret-auth-token-5f4e3d2c1b"
 UID2_API_KEY = "uid2-secret-api-key-a1b2c3d4e5"
 
 THE_TRADE_DESK_CONVERSIONS = {
-    name: "varchar" for name in (
+    **{name: "varchar" for name in (
         "delivery_key", "event_id", "order_id", "identifier_type", "uid2_hash",
         "timestamp_utc", "value", "value_currency", "event_name", "country", "region",
         "city", "merchant_id", "line_items",
-    )
+    )},
+    "event_time": "bigint",
+    "payload": "varchar",
 }
+MART = "the_trade_desk_conversions"
 
 
 def uid2_hash(text: str) -> str:
@@ -60,13 +67,15 @@ def iso(seconds: float) -> str:
 def ttd_row(index: int, identifier_type: str = "email", *, customer: int | None = None,
             age_seconds: int = 3600, **overrides: Any) -> dict[str, Any]:
     customer = index if customer is None else customer
+    seconds = int(time.time()) - age_seconds - index % 600
     row = {
         "delivery_key": f"evt-{index}:{identifier_type}",
         "event_id": f"evt-{index}",
         "order_id": f"SO-{index}",
         "identifier_type": identifier_type,
         "uid2_hash": email_hash(customer) if identifier_type == "email" else phone_hash(customer),
-        "timestamp_utc": iso(time.time() - age_seconds - index % 600),
+        "timestamp_utc": iso(seconds),
+        "event_time": seconds,
         "value": f"{10 + index % 90}.{index % 100:02d}",
         "value_currency": "USD",
         "event_name": "purchase",
@@ -90,8 +99,7 @@ class TradeDesk:
     fake: FakeTheTradeDesk
 
     def mart(self, rows: Any) -> None:
-        write_mart(self.workspace.mart_path, "the_trade_desk_conversions",
-                   THE_TRADE_DESK_CONVERSIONS, rows)
+        write_mart(self.workspace.mart_path, MART, THE_TRADE_DESK_CONVERSIONS, rows)
 
     def ship(self, *argv: str) -> int:
         return self.workspace.ship(*(argv or ("run", "the_trade_desk")))
@@ -180,11 +188,17 @@ def test_maps_hashes_and_delivers_every_item_once(ttd, caplog):
 
 
 def test_request_follows_the_offline_conversion_contract(ttd):
-    ttd.mart([ttd_row(1, region=None)])
+    row = ttd_row(1, region=None)
+    ttd.mart([row])
 
     assert ttd.ship() == 0
 
     (request,) = ttd.fake.requests
+    # The mart's payload as it is, the two members the shipper knows written in front.
+    uid2 = ttd.operator.uid2_for(email_hash(1))
+    assert request.body == (
+        b'{"DataProviderId":"acme-provider","Items":[{"TrackingTagId":"tt0abc1","UID2":"'
+        + uid2.encode() + b'",' + payload_of(MART, row).encode()[1:] + b"]}")
     assert request.path == "/providerapi/offlineconversion"
     assert request.header("ttd-auth") == TTD_TOKEN
     assert request.header("content-type") == "application/json"
@@ -460,33 +474,27 @@ def test_an_unknown_data_provider_stops_the_destination(ttd, capsys):
     assert "data provider is not configured" in capsys.readouterr().out
 
 
-# -- validation ----------------------------------------------------------------------------------------
+# -- the age limit ---------------------------------------------------------------------------------
 
 
-def test_rows_that_cannot_be_sent_are_rejected_and_never_looked_up(ttd):
-    bad = {
-        "evt-50:email": ttd_row(50, country="CAN"),
-        "evt-51:email": ttd_row(51, age_seconds=26 * DAY),
-        "evt-52:email": ttd_row(52, timestamp_utc=iso(time.time() + DAY)),
-        "evt-53:email": ttd_row(53, uid2_hash=None),
-        "evt-54:email": ttd_row(54, uid2_hash="a" * 64),
-        "evt-55:email": ttd_row(55, order_id="O" * 65),
-        "evt-56:email": ttd_row(56, line_items="not json"),
-    }
-    ttd.mart([ttd_row(1), *bad.values()])
+def test_items_past_the_25_day_limit_expire_and_are_never_looked_up(ttd):
+    ttd.mart([ttd_row(1), ttd_row(51, age_seconds=26 * DAY)])
+
+    assert ttd.ship() == 0
+
+    assert ttd.workspace.statuses("the_trade_desk") == {"delivered": 1, "expired": 1}
+    assert ttd.operator.hashes_asked() == [email_hash(1)]
+    assert ttd.fake.accepted_keys == [("SO-1", ttd.operator.uid2_for(email_hash(1)))]
+
+
+def test_a_payload_that_is_not_an_object_cannot_take_its_uid2_and_is_rejected(ttd):
+    # The mart's is_json_object test keeps this out; were it to slip through, the
+    # UID2 cannot be written into it, and nothing half-built is sent.
+    ttd.mart([ttd_row(1), {**ttd_row(2), "payload": '["SO-2"]'}])
 
     assert ttd.ship() == 1
 
-    assert {key: reason for key, (_, reason) in ttd.rejections().items()} == {
-        "evt-50:email": "country is not USA (The Trade Desk takes US sales only)",
-        "evt-51:email": "timestamp_utc is older than 25 days",
-        "evt-52:email": "timestamp_utc is in the future",
-        "evt-53:email": "uid2_hash is missing",
-        "evt-54:email": "uid2_hash is not a base64 SHA-256 (44 characters)",
-        "evt-55:email": "order_id is longer than 64 characters",
-        "evt-56:email": "line_items is not a JSON array of objects",
-    }
-    assert ttd.operator.hashes_asked() == [email_hash(1)]
+    assert ttd.rejections() == {"evt-2:email": ("validation", "payload is not a JSON object")}
     assert len(ttd.fake.accepted) == 1
 
 
@@ -536,6 +544,42 @@ def test_dry_run_writes_the_identity_map_request_and_bodies_without_secrets(ttd)
     assert len(ttd.operator.map_requests) == 1
 
 
+def test_dry_run_items_are_the_mart_payloads_byte_for_byte_with_tag_and_uid2_in_front(ttd):
+    rows = [
+        ttd_row(0), ttd_row(0, "phone"), ttd_row(1, city="Saint-Étienne \\ \"Nord\""),
+        # Whatever text the mart holds is kept as it is: spacing, member order, escapes.
+        {**ttd_row(2), "payload": '{ "OrderId" : "SO-2", "Value": "1.50",'
+                                  ' "Country": "USA", "City": "\\u00c9vry" }'},
+        # An empty object still gives a valid item.
+        {**ttd_row(3), "payload": "{}"},
+    ]
+    rows = [{**row, "payload": row.get("payload") or payload_of(MART, row)} for row in rows]
+    ttd.mart(rows)
+
+    assert ttd.ship("run", "the_trade_desk", "--dry-run") == 0
+
+    (conversions,) = [path for path in _outbox(ttd.workspace) if "-uid2-" not in path.name]
+    body = conversions.read_bytes()
+    prefix = b'{"DataProviderId":"acme-provider","Items":['
+    assert body.startswith(prefix) and body.endswith(b"]}")
+    head = b'{"TrackingTagId":"tt0abc1","UID2":"' + DRY_RUN_PLACEHOLDER.encode() + b'"'
+
+    def item(row: dict[str, Any]) -> bytes:
+        payload = row["payload"].encode()
+        return head + (b"}" if payload == b"{}" else b"," + payload[1:])
+
+    items = json.loads(body)["Items"]
+    assert len(items) == len(rows)
+    # Which item is which (the read order is the mart's): by OrderId; both items of
+    # SO-0 have the same payload (the identifier is only in UID2).
+    expected = {row["order_id"]: item(row) for row in rows}
+    order = [sent.get("OrderId", "SO-3") for sent in items]
+    assert sorted(order) == sorted(row["order_id"] for row in rows)
+    assert body == prefix + b",".join(expected[order_id] for order_id in order) + b"]}"
+    assert items[order.index("SO-3")] == {"TrackingTagId": "tt0abc1",
+                                          "UID2": DRY_RUN_PLACEHOLDER}
+
+
 def test_a_missing_credential_skips_the_destination_with_one_line(ttd, capsys):
     meta = ttd.workspace.meta()
     ttd.workspace.meta_mart([])
@@ -557,7 +601,7 @@ def test_a_missing_credential_skips_the_destination_with_one_line(ttd, capsys):
 def test_two_real_runs_deliver_every_eligible_item_exactly_once(ttd):
     ttd.operator.optout.add(phone_hash(4))
     ttd.fake.poison_order("SO-6")
-    ttd.mart([*both_identifiers(12), ttd_row(99, country="MEX")])
+    ttd.mart(both_identifiers(12))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     command = [sys.executable, "-m", "shipper", "run", "the_trade_desk"]
 
@@ -581,6 +625,11 @@ def test_two_real_runs_deliver_every_eligible_item_exactly_once(ttd):
 # -- reading answers, directly -------------------------------------------------------------------
 
 
+def _rows(*items: dict[str, Any]) -> Rows:
+    return Rows([f"k{index}" for index in range(len(items))],
+                [json.dumps(item).encode() for item in items], ["" for _ in items])
+
+
 def _destination(tmp_path: Path) -> TheTradeDesk:
     (tmp_path / "ship.toml").write_text("")
     config = load_config(tmp_path / "ship.toml",
@@ -590,7 +639,7 @@ def _destination(tmp_path: Path) -> TheTradeDesk:
 
 def test_failed_lines_are_placed_by_order_id_when_it_is_unique(tmp_path):
     destination = _destination(tmp_path)
-    events = [{"OrderId": "A", "UID2": "u1"}, {"OrderId": "B", "UID2": "u2"}]
+    events = _rows({"OrderId": "A", "UID2": "u1"}, {"OrderId": "B", "UID2": "u2"})
     verdict = destination.parse_response(
         200, {"FailedLines": [{"OrderId": "B", "ErrorCode": "InvalidMerchantId",
                                "Message": "no"}]}, events)
@@ -600,7 +649,7 @@ def test_failed_lines_are_placed_by_order_id_when_it_is_unique(tmp_path):
 
 def test_a_failed_line_that_names_no_single_item_splits_the_batch(tmp_path):
     destination = _destination(tmp_path)
-    events = [{"OrderId": "A", "UID2": "u1"}, {"OrderId": "A", "UID2": "u2"}]
+    events = _rows({"OrderId": "A", "UID2": "u1"}, {"OrderId": "A", "UID2": "u2"})
     verdict = destination.parse_response(
         200, {"FailedLines": [{"OrderId": "A", "ErrorCode": "Uid2Error", "Message": "bad"}]},
         events)
@@ -608,3 +657,19 @@ def test_a_failed_line_that_names_no_single_item_splits_the_batch(tmp_path):
     assert destination.parse_response(200, {}, events).rows == (RowOutcome("accepted"),) * 2
     assert destination.parse_response(200, None, events).kind == "rows"
     assert destination.parse_response(403, "Forbidden", events).kind == "fatal"
+
+
+@pytest.mark.parametrize("payload, spliced", [
+    (b'{"OrderId":"A"}', b'{"T":1,"OrderId":"A"}'),
+    (b"{}", b'{"T":1}'),
+    (b"{ }", b'{"T":1 }'),
+    (b' \n{"OrderId":"A"}', b'{"T":1,"OrderId":"A"}'),
+    (memoryview(b'{"OrderId":"\\u00e9"}'), b'{"T":1,"OrderId":"\\u00e9"}'),
+    (b'["not an object"]', None),
+    (b"", None),
+])
+def test_splice_writes_members_first_and_keeps_the_payload_bytes(payload, spliced):
+    result = _splice(b'{"T":1', payload)
+    assert result == spliced
+    if result is not None:
+        json.loads(result)

@@ -1,0 +1,166 @@
+"""Which rows of a REST destination's mart are still to handle, decided in SQL.
+
+The ledger knows what each key became; the mart knows what each key is now.
+Joining the two inside DuckDB decides, for every row, whether it is done
+(skipped), sent now, or expired, without a Python object per row:
+
+events    done when delivered or expired, or rejected by the platform with the
+          same payload (sending it again would be refused again);
+profiles  done when delivered or rejected by the platform with the same
+          `payload_sha256` (a changed profile is sent again).
+
+An event whose `event_time` is older than the platform's hard age limit at
+send time is streamed with `__expired` set: recorded as expired, not sent.
+
+The run streams what this module returns from the reader's DuckDB
+(`Ledger.reader()`): on a first run (the ledger knows none of the mart's keys)
+the mart itself, otherwise a Parquet file of the pending rows written here, so
+the long stream never holds a transaction in the ledger's database (which
+would keep DuckDB from checkpointing it while outcomes are written).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from shipper.destinations.base import EVENTS, RestDestination
+from shipper.reader import quote_identifier, quote_literal
+
+# DuckDB's memory limit while a rerun stages its pending rows: a one-off query,
+# which a small limit fails with millions of delivered keys.
+STAGING_MEMORY_LIMIT = "1GB"
+
+# Columns of every streamed row, before the module's extra columns.
+KEY, PAYLOAD, FINGERPRINT, EXPIRED = "__key", "__payload", "__fingerprint", "__expired"
+
+
+@dataclass(frozen=True)
+class PendingRows:
+    """SQL streaming the rows to handle (in the reader), and what was counted."""
+
+    sql: str
+    total: int  # rows in the mart
+    skipped: int  # rows the ledger says are done
+    missing_key: int  # rows without a delivery_key (the mart's not_null test failed)
+
+
+def stage(ledger: duckdb.DuckDBPyConnection, destination: RestDestination, relation: str,
+          now: float, scratch: Path, memory_limit: str | None) -> PendingRows:
+    """Count the mart against the ledger and stage what is pending.
+
+    `ledger` is a cursor of the ledger's database with the mart attached as
+    `relation`; the returned SQL reads `relation` (attached the same way in the
+    reader) or `scratch`.
+    """
+    name = quote_literal(destination.name)
+    events = destination.kind == EVENTS
+    fingerprint = "sha256(mart.payload)" if events else "mart.payload_sha256"
+    done = _done_condition(events, fingerprint)
+    total, known, skipped, missing_key = ledger.execute(f"""
+        select
+            count(*),
+            count(state.delivery_key),
+            count(*) filter (where {done}),
+            count(*) filter (where mart.delivery_key is null)
+        from {relation} as mart
+        left join deliveries as state
+            on state.destination = {name}
+            and state.delivery_key = cast(mart.delivery_key as varchar)
+    """).fetchone() or (0, 0, 0, 0)
+    columns = _streamed_columns(destination, fingerprint, now)
+    counted = {"total": int(total), "skipped": int(skipped), "missing_key": int(missing_key)}
+    if skipped + missing_key == total:
+        return PendingRows(f"select {columns} from {relation} as mart where false", **counted)
+    if known == 0:
+        # A first run: nothing to join, the mart is streamed as it is.
+        return PendingRows(
+            f"select {columns} from {relation} as mart where mart.delivery_key is not null",
+            **counted)
+
+    # Events: delivered keys only leave rows out, so they go in an anti-join of bare
+    # keys, and the join carrying a state holds just the few keys not delivered. One
+    # join holding every key with its 64-character fingerprint needs several times
+    # the memory. Profiles need every key's fingerprint.
+    delivered = ""
+    state_filter = ""
+    if events:
+        delivered = f"""
+            anti join (
+                select delivery_key from deliveries
+                where destination = {name} and status in ('delivered', 'expired')
+            ) as delivered
+                on delivered.delivery_key = cast(mart.delivery_key as varchar)"""
+        state_filter = "and status not in ('delivered', 'expired')"
+    _write_private(scratch)
+    ledger.execute("set threads = 1")
+    ledger.execute(f"set memory_limit = '{STAGING_MEMORY_LIMIT}'")
+    try:
+        ledger.execute(f"""
+            copy (
+                select {columns}
+                from {relation} as mart
+                {delivered}
+                left join (
+                    select delivery_key, status, fingerprint, rejected_by
+                    from deliveries
+                    where destination = {name} {state_filter}
+                ) as state
+                    on state.delivery_key = cast(mart.delivery_key as varchar)
+                where mart.delivery_key is not null and not ({done})
+            ) to {quote_literal(str(scratch))} (format parquet, row_group_size 8192)
+        """)
+    finally:
+        ledger.execute("reset threads")
+        if memory_limit:
+            ledger.execute(f"set memory_limit = {quote_literal(memory_limit)}")
+        else:
+            ledger.execute("reset memory_limit")
+    streamed = ", ".join(quote_identifier(column) for column in
+                         (KEY, PAYLOAD, FINGERPRINT, EXPIRED, *destination.extra_columns))
+    return PendingRows(f"select {streamed} from read_parquet({quote_literal(str(scratch))})",
+                       **counted)
+
+
+def _done_condition(events: bool, fingerprint: str) -> str:
+    """SQL over `state` (the ledger's row of the key, NULLs when none) and `mart`:
+    true when the row needs nothing more. The fingerprint is computed only for keys
+    the platform rejected (CASE evaluates its branches only where they apply)."""
+    rejected_unchanged = (f"case when state.status = 'rejected' and state.rejected_by = "
+                          f"'platform' then state.fingerprint = {fingerprint} else false end")
+    if events:
+        done = f"state.status in ('delivered', 'expired') or {rejected_unchanged}"
+    else:
+        done = (f"case when state.status = 'delivered' then state.fingerprint = {fingerprint} "
+                f"else false end or {rejected_unchanged}")
+    # A key the ledger does not know has NULL state: not done.
+    return f"coalesce({done}, false)"
+
+
+def _streamed_columns(destination: RestDestination, fingerprint: str, now: float) -> str:
+    age = destination.max_age_seconds
+    if age is None:
+        expired = "false"
+    else:
+        expired = f"coalesce(mart.event_time < {int(now) - age}, false)"
+    # encode(): the text's UTF-8 bytes as a BLOB, read by Python as views into the
+    # Arrow buffer (a cast would read backslashes as escapes).
+    columns = [
+        f"cast(mart.delivery_key as varchar) as {KEY}",
+        f"encode(mart.payload) as {PAYLOAD}",
+        f"{fingerprint} as {FINGERPRINT}",
+        f"{expired} as {EXPIRED}",
+        *(f"mart.{quote_identifier(column)}" for column in destination.extra_columns),
+    ]
+    return ", ".join(columns)
+
+
+def _write_private(path: Path) -> None:
+    """Create `path` readable by its owner only before DuckDB writes into it: the
+    pending rows are hashed identifiers, and for some platforms more."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(descriptor)
