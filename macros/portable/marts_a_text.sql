@@ -29,7 +29,7 @@
     through their pixels and would be counted twice.
 #}
 {% macro in_offline_channels(channel_expression) -%}
-    {%- set channels = var('offline_channels', ['store', 'phone']) -%}
+    {%- set channels = var('offline_channels') -%}
     {%- if channels is string -%}
         {%- set channels = channels.split(',') | map('trim') | list -%}
     {%- endif -%}

@@ -32,7 +32,7 @@ recent_orders as (
         net_value
 
     from orders_eligible
-    where {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days', 365)) }}
+    where {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
 
 ),
@@ -124,7 +124,7 @@ favourite_categories as (
 
 ),
 
-final as (
+profiles as (
 
     select
         latest_orders.customer_id as delivery_key,
@@ -154,6 +154,43 @@ final as (
         on latest_store_visits.customer_id = latest_orders.customer_id
     left join favourite_categories
         on favourite_categories.customer_id = latest_orders.customer_id
+
+),
+
+{#- Braze's attribute object: every attribute, a NULL sent as null (Braze
+    then removes the attribute, so the profile mirrors the mart). #}
+{%- set attributes = [('external_id', offline_conversions.json_string('external_id'))] %}
+{%- for column, encoder in [
+    ('last_offline_purchase_date', 'json_string'),
+    ('offline_orders_365d', 'json_number'),
+    ('offline_revenue_365d', 'json_number'),
+    ('offline_revenue_currency', 'json_string'),
+    ('last_store_id', 'json_string'),
+    ('favourite_category', 'json_string'),
+] %}
+    {%- do attributes.append((column, offline_conversions.json_or_null(offline_conversions[encoder](column)))) %}
+{%- endfor %}
+{%- if var('braze_update_existing_only') %}
+    {%- do attributes.append(('_update_existing_only', "'true'")) %}
+{%- endif %}
+
+payloads as (
+
+    select
+        profiles.*,
+        {{ offline_conversions.json_object(attributes) }} as payload
+
+    from profiles
+
+),
+
+final as (
+
+    select
+        payloads.*,
+        {{ offline_conversions.sha256_hex('payload') }} as payload_sha256
+
+    from payloads
 
 )
 

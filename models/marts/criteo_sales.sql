@@ -4,7 +4,7 @@
 -- covers the previous day. Lines of one order share its event_id. Criteo
 -- matches on the email, so an order without one is not in the file.
 
-{%- set criteo_channels = var('criteo_channels', ['store']) %}
+{%- set criteo_channels = var('criteo_channels') %}
 
 with
 
@@ -23,7 +23,7 @@ order_lines as (
 orders_in_scope as (
 
     select * from orders_eligible
-    where {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours', 24)) }}
+    where {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours')) }}
         and channel in (
             {%- for channel in criteo_channels %}
             '{{ channel }}'{{ "," if not loop.last }}

@@ -7,11 +7,11 @@
 
 {#- The destinations whose scope is a window of days over offline sales. -#}
 {%- set windowed_destinations = [
-    ('meta', var('meta_window_days', 7)),
-    ('tiktok', var('tiktok_window_days', 28)),
-    ('google_ads', var('google_ads_window_days', 90)),
-    ('pinterest', var('pinterest_window_days', 30)),
-    ('snapchat', var('snapchat_window_days', 28)),
+    ('meta', var('meta_window_days')),
+    ('tiktok', var('tiktok_window_days')),
+    ('google_ads', var('google_ads_window_days')),
+    ('pinterest', var('pinterest_window_days')),
+    ('snapchat', var('snapchat_window_days')),
 ] -%}
 
 {#-
@@ -42,8 +42,8 @@
         'email': 'email', 'phone': 'phone_number', 'external_id': 'external_id', 'address': none},
 ] -%}
 
-{%- set the_trade_desk_countries = var('the_trade_desk_countries', ['US']) -%}
-{%- set criteo_channels = var('criteo_channels', ['store']) %}
+{%- set the_trade_desk_countries = var('the_trade_desk_countries') -%}
+{%- set criteo_channels = var('criteo_channels') %}
 
 with
 
@@ -84,7 +84,7 @@ eligible_counts as (
     from orders_eligible
     inner join countries
         on countries.country_key = {{ offline_conversions.country_lookup_key('orders_eligible.store_country') }}
-    where {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days', 25)) }}
+    where {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days')) }}
         and {{ offline_conversions.in_offline_channels('orders_eligible.channel') }}
         and countries.country_code in (
             {%- for country in the_trade_desk_countries %}
@@ -96,7 +96,7 @@ eligible_counts as (
         'criteo' as destination,
         count(*) as eligible_orders
     from orders_eligible
-    where {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours', 24)) }}
+    where {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours')) }}
         and channel in (
             {%- for channel in criteo_channels %}
             '{{ channel }}'{{ "," if not loop.last }}
@@ -108,7 +108,7 @@ eligible_counts as (
         '{{ destination }}' as destination,
         count(distinct customer_id) as eligible_orders
     from orders_eligible
-    where {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days', 365)) }}
+    where {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
     {%- endfor %}
 

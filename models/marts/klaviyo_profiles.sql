@@ -32,7 +32,7 @@ contact_points as (
 
 ),
 
-final as (
+profiles as (
 
     select
         braze_attributes.external_id as delivery_key,
@@ -51,6 +51,47 @@ final as (
         on contact_points.customer_id = braze_attributes.external_id
     where contact_points.email is not null
         or contact_points.phone_number is not null
+
+),
+
+{#- Klaviyo's profile: properties carry every attribute, a NULL as null. #}
+{%- set properties = [] %}
+{%- for column, encoder in [
+    ('last_offline_purchase_date', 'json_string'),
+    ('offline_orders_365d', 'json_number'),
+    ('offline_revenue_365d', 'json_number'),
+    ('offline_revenue_currency', 'json_string'),
+    ('last_store_id', 'json_string'),
+    ('favourite_category', 'json_string'),
+] %}
+    {%- do properties.append((column, offline_conversions.json_or_null(offline_conversions[encoder](column)))) %}
+{%- endfor %}
+
+payloads as (
+
+    select
+        profiles.*,
+        {{ offline_conversions.json_object([
+            ('type', "'\"profile\"'"),
+            ('attributes', offline_conversions.json_object([
+                ('external_id', offline_conversions.json_string('external_id')),
+                ('email', offline_conversions.json_string("nullif(email, '')")),
+                ('phone_number', offline_conversions.json_string("nullif(phone_number, '')")),
+                ('properties', offline_conversions.json_object(properties)),
+            ])),
+        ]) }} as payload
+
+    from profiles
+
+),
+
+final as (
+
+    select
+        payloads.*,
+        {{ offline_conversions.sha256_hex('payload') }} as payload_sha256
+
+    from payloads
 
 )
 

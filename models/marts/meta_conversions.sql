@@ -20,7 +20,7 @@ order_lines as (
 orders_in_window as (
 
     select * from eligible_orders
-    where {{ offline_conversions.in_window_days('ordered_at', var('meta_window_days', 7)) }}
+    where {{ offline_conversions.in_window_days('ordered_at', var('meta_window_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
         -- Meta matches offline sales on email or phone; without either the
         -- event cannot be attributed (the coverage model counts these).
@@ -61,16 +61,16 @@ order_contents as (
 
 ),
 
-final as (
+events as (
 
     select
         orders_in_window.event_id as delivery_key,
-        '{{ var("meta_event_name", "Purchase") }}' as event_name,
+        '{{ var("meta_event_name") }}' as event_name,
         orders_in_window.event_time,
         orders_in_window.event_id,
         case orders_in_window.channel
-            when 'phone' then '{{ var("meta_phone_action_source", "phone_call") }}'
-            else '{{ var("meta_action_source", "physical_store") }}'
+            when 'phone' then '{{ var("meta_phone_action_source") }}'
+            else '{{ var("meta_action_source") }}'
         end as action_source,
         orders_in_window.email_sha256 as em,
         orders_in_window.phone_digits_sha256 as ph,
@@ -92,6 +92,37 @@ final as (
     from orders_in_window
     left join order_contents
         on order_contents.order_id = orders_in_window.order_id
+
+),
+
+{#- Meta's event, as the shipper's to_wire built it: user_data always there
+    (each hash a one-element list, NULL ones left out), custom_data left out
+    when it would be empty, an empty contents list left out. #}
+{%- set user_data = [] %}
+{%- for key in ['em', 'ph', 'fn', 'ln', 'db', 'ge', 'ct', 'st', 'zp', 'country', 'external_id'] %}
+    {%- do user_data.append((key, offline_conversions.json_string_list(key))) %}
+{%- endfor %}
+
+final as (
+
+    select
+        events.*,
+        {{ offline_conversions.json_object([
+            ('event_name', offline_conversions.json_string('event_name')),
+            ('event_time', offline_conversions.json_number('event_time')),
+            ('event_id', offline_conversions.json_string('event_id')),
+            ('action_source', offline_conversions.json_string('action_source')),
+            ('user_data', offline_conversions.json_object(user_data)),
+            ('custom_data', offline_conversions.json_object([
+                ('value', offline_conversions.json_number('value')),
+                ('currency', offline_conversions.json_string('currency')),
+                ('order_id', offline_conversions.json_string('order_id')),
+                ('contents', "nullif(contents, '[]')"),
+                ('num_items', offline_conversions.json_number('num_items')),
+            ], empty_as_null=true)),
+        ]) }} as payload
+
+    from events
 
 )
 

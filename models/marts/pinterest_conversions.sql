@@ -21,7 +21,7 @@ order_lines as (
 orders_in_window as (
 
     select * from eligible_orders
-    where {{ offline_conversions.in_window_days('ordered_at', var('pinterest_window_days', 30)) }}
+    where {{ offline_conversions.in_window_days('ordered_at', var('pinterest_window_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
         and email_sha256 is not null
 
@@ -54,12 +54,12 @@ order_products as (
 
 ),
 
-final as (
+events as (
 
     select
         orders_in_window.event_id as delivery_key,
-        '{{ var("pinterest_event_name", "checkout") }}' as event_name,
-        '{{ var("pinterest_action_source", "offline") }}' as action_source,
+        '{{ var("pinterest_event_name") }}' as event_name,
+        '{{ var("pinterest_action_source") }}' as action_source,
         orders_in_window.event_time,
         orders_in_window.event_id,
         orders_in_window.email_sha256 as em,
@@ -82,6 +82,37 @@ final as (
     from orders_in_window
     left join order_products
         on order_products.order_id = orders_in_window.order_id
+
+),
+
+{#- Pinterest's event (the API path; the CSV path reads the typed columns):
+    user_data hashes as one-element lists, value as a string, custom_data
+    left out when empty, an empty content_ids list left out. #}
+{%- set user_data = [] %}
+{%- for key in ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'external_id'] %}
+    {%- do user_data.append((key, offline_conversions.json_string_list(key))) %}
+{%- endfor %}
+
+final as (
+
+    select
+        events.*,
+        {{ offline_conversions.json_object([
+            ('event_name', offline_conversions.json_string('event_name')),
+            ('action_source', offline_conversions.json_string('action_source')),
+            ('event_time', offline_conversions.json_number('event_time')),
+            ('event_id', offline_conversions.json_string('event_id')),
+            ('user_data', offline_conversions.json_object(user_data)),
+            ('custom_data', offline_conversions.json_object([
+                ('currency', offline_conversions.json_string('currency')),
+                ('value', offline_conversions.json_string('value')),
+                ('order_id', offline_conversions.json_string('order_id')),
+                ('num_items', offline_conversions.json_number('num_items')),
+                ('content_ids', "nullif(content_ids, '[]')"),
+            ], empty_as_null=true)),
+        ]) }} as payload
+
+    from events
 
 )
 

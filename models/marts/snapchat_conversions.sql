@@ -20,7 +20,7 @@ order_lines as (
 orders_in_window as (
 
     select * from eligible_orders
-    where {{ offline_conversions.in_window_days('ordered_at', var('snapchat_window_days', 28)) }}
+    where {{ offline_conversions.in_window_days('ordered_at', var('snapchat_window_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
         and (email_sha256 is not null or phone_digits_sha256 is not null)
 
@@ -57,7 +57,7 @@ final as (
 
     select
         orders_in_window.event_id as delivery_key,
-        '{{ var("snapchat_event_type", "PURCHASE") }}' as event_type,
+        '{{ var("snapchat_event_type") }}' as event_type,
         orders_in_window.email_sha256 as hashed_email,
         orders_in_window.phone_digits_sha256 as hashed_phone,
         orders_in_window.event_time,

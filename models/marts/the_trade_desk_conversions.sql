@@ -4,7 +4,7 @@
 -- UID2 hashes are ready here; mapping them to raw UID2s is the shipper's job
 -- (the identity-map service needs the operator's secret).
 
-{%- set allowed_countries = var('the_trade_desk_countries', ['US']) %}
+{%- set allowed_countries = var('the_trade_desk_countries') %}
 
 with
 
@@ -55,7 +55,7 @@ orders_in_scope as (
     from orders_eligible
     inner join countries
         on countries.country_key = {{ offline_conversions.country_lookup_key('orders_eligible.store_country') }}
-    where {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days', 25)) }}
+    where {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days')) }}
         and countries.country_code in (
             {%- for country in allowed_countries %}
             '{{ country | lower }}'{{ "," if not loop.last }}
@@ -114,6 +114,29 @@ line_items as (
 
 ),
 
+payload_line_items as (
+
+    -- LineItems as the payload carries them: every field a string (the
+    -- ttd-data SDK types them so), a NULL field left out.
+    select
+        order_lines.order_id,
+        {{ offline_conversions.json_array_agg_text(
+            offline_conversions.json_object([
+                ('item_code', offline_conversions.json_string('order_lines.product_id')),
+                ('name', offline_conversions.json_string('order_lines.product_name')),
+                ('qty', offline_conversions.json_string('cast(order_lines.quantity as ' ~ dbt.type_string() ~ ')')),
+                ('price', offline_conversions.json_string('cast(order_lines.unit_price as ' ~ dbt.type_string() ~ ')')),
+                ('cat', offline_conversions.json_string('order_lines.category')),
+            ]),
+            'order_lines.line_number, order_lines.product_id') }} as line_items_json
+
+    from order_lines
+    inner join orders_in_scope
+        on orders_in_scope.order_id = order_lines.order_id
+    group by order_lines.order_id
+
+),
+
 identifiers as (
 
     select
@@ -132,7 +155,7 @@ identifiers as (
 
 ),
 
-final as (
+items as (
 
     select
         orders_with_region.event_id || ':' || identifiers.identifier_type as delivery_key,
@@ -143,18 +166,59 @@ final as (
         {{ offline_conversions.format_timestamp('orders_with_region.ordered_at', '%Y-%m-%dT%H:%M:%SZ') }} as timestamp_utc,
         cast(orders_with_region.net_value as {{ dbt.type_string() }}) as value,
         orders_with_region.currency as value_currency,
-        '{{ var("the_trade_desk_event_name", "purchase") }}' as event_name,
+        '{{ var("the_trade_desk_event_name") }}' as event_name,
         orders_with_region.store_country_alpha3 as country,
         orders_with_region.region,
         orders_with_region.store_city as city,
         orders_with_region.store_id as merchant_id,
-        line_items.line_items
+        line_items.line_items,
+        {{ offline_conversions.epoch_seconds('orders_with_region.ordered_at') }} as event_time,
+        payload_line_items.line_items_json
 
     from identifiers
     inner join orders_with_region
         on orders_with_region.order_id = identifiers.order_id
     left join line_items
         on line_items.order_id = identifiers.order_id
+    left join payload_line_items
+        on payload_line_items.order_id = identifiers.order_id
+
+),
+
+final as (
+
+    -- The item without TrackingTagId (a shipper setting) and UID2 (mapped
+    -- from uid2_hash by the shipper): it splices both in.
+    select
+        delivery_key,
+        event_id,
+        order_id,
+        identifier_type,
+        uid2_hash,
+        timestamp_utc,
+        value,
+        value_currency,
+        event_name,
+        country,
+        region,
+        city,
+        merchant_id,
+        line_items,
+        event_time,
+        {{ offline_conversions.json_object([
+            ('TimestampUtc', offline_conversions.json_string('timestamp_utc')),
+            ('OrderId', offline_conversions.json_string('order_id')),
+            ('Value', offline_conversions.json_string('value')),
+            ('ValueCurrency', offline_conversions.json_string('value_currency')),
+            ('EventName', offline_conversions.json_string('event_name')),
+            ('Country', offline_conversions.json_string('country')),
+            ('Region', offline_conversions.json_string('region')),
+            ('City', offline_conversions.json_string('city')),
+            ('MerchantId', offline_conversions.json_string('merchant_id')),
+            ('LineItems', "nullif(line_items_json, '[]')"),
+        ]) }} as payload
+
+    from items
 
 )
 

@@ -20,7 +20,7 @@ order_lines as (
 orders_in_window as (
 
     select * from eligible_orders
-    where {{ offline_conversions.in_window_days('ordered_at', var('tiktok_window_days', 28)) }}
+    where {{ offline_conversions.in_window_days('ordered_at', var('tiktok_window_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
         and (email_sha256 is not null or phone_e164_sha256 is not null)
 
@@ -65,11 +65,11 @@ order_contents as (
 
 ),
 
-final as (
+events as (
 
     select
         orders_in_window.event_id as delivery_key,
-        '{{ var("tiktok_event_name", "CompletePayment") }}' as event,
+        '{{ var("tiktok_event_name") }}' as event,
         orders_in_window.event_time,
         orders_in_window.event_id,
         orders_in_window.email_sha256 as email,
@@ -85,6 +85,35 @@ final as (
     from orders_in_window
     left join order_contents
         on order_contents.order_id = orders_in_window.order_id
+
+),
+
+final as (
+
+    -- TikTok's event: user always there (plain hashes, NULL ones left out),
+    -- properties left out when empty, an empty contents list left out.
+    select
+        events.*,
+        {{ offline_conversions.json_object([
+            ('event', offline_conversions.json_string('event')),
+            ('event_time', offline_conversions.json_number('event_time')),
+            ('event_id', offline_conversions.json_string('event_id')),
+            ('user', offline_conversions.json_object([
+                ('email', offline_conversions.json_string('email')),
+                ('phone', offline_conversions.json_string('phone')),
+                ('external_id', offline_conversions.json_string('external_id')),
+            ])),
+            ('properties', offline_conversions.json_object([
+                ('value', offline_conversions.json_number('value')),
+                ('currency', offline_conversions.json_string('currency')),
+                ('order_id', offline_conversions.json_string('order_id')),
+                ('shop_id', offline_conversions.json_string('shop_id')),
+                ('content_type', offline_conversions.json_string('content_type')),
+                ('contents', "nullif(contents, '[]')"),
+            ], empty_as_null=true)),
+        ]) }} as payload
+
+    from events
 
 )
 

@@ -82,6 +82,11 @@ MACROS = {
             "offline_conversions.trim_whitespace('value')), '%Y-%m-%d')",
     "integer": "offline_conversions.safe_cast(offline_conversions.trim_whitespace('value'), 'integer')",
     "decimal": "offline_conversions.safe_cast(offline_conversions.trim_whitespace('value'), 'decimal(18, 2)')",
+    # The payload encoders (compared parsed: the JSON texts may escape differently).
+    "json_string": "offline_conversions.json_string('value')",
+    "json_object": "offline_conversions.json_object([('text', offline_conversions.json_string('value')), "
+                   "('list', offline_conversions.json_string_list('value')), "
+                   "('id', offline_conversions.json_number('case_id'))], empty_as_null=true)",
 }
 
 
