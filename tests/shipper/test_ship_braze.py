@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from decimal import Decimal
 from typing import Any
 
 from tests.fakes.braze import FakeBraze
 from tests.fakes.server import Reply, Reset, Stall
-from tests.shipper.marts import write_mart
+from tests.shipper.marts import payload_of, write_mart
 
 KEY = "braze-test-key-0123456789abcdef"
 BRAZE_ATTRIBUTES = {
@@ -19,6 +21,8 @@ BRAZE_ATTRIBUTES = {
     "offline_revenue_currency": "varchar",
     "last_store_id": "varchar",
     "favourite_category": "varchar",
+    "payload": "varchar",
+    "payload_sha256": "varchar",
 }
 
 
@@ -28,7 +32,7 @@ def braze_row(index: int, **overrides: Any) -> dict[str, Any]:
         "external_id": f"cust-{index}",
         "last_offline_purchase_date": f"2026-11-{1 + index % 27:02d}",
         "offline_orders_365d": 1 + index % 4,
-        "offline_revenue_365d": "150.00" if index % 3 else "80.00",
+        "offline_revenue_365d": Decimal("150.00") if index % 3 else Decimal("80.00"),
         "offline_revenue_currency": "EUR",
         "last_store_id": f"store-{index % 5}",
         "favourite_category": None if index % 7 == 0 else "kitchen",
@@ -45,8 +49,17 @@ def braze(workspace, **options: Any) -> FakeBraze:
     return fake
 
 
+def with_payload(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the mart holds it: its payload (unless the test gives one) and the
+    payload's SHA-256, the fingerprint that decides whether a profile is sent again."""
+    payload = row.get("payload") or payload_of("braze_attributes", row)
+    fingerprint = row.get("payload_sha256") or hashlib.sha256(payload.encode()).hexdigest()
+    return {**row, "payload": payload, "payload_sha256": fingerprint}
+
+
 def mart(workspace, rows) -> None:
-    write_mart(workspace.mart_path, "braze_attributes", BRAZE_ATTRIBUTES, rows)
+    write_mart(workspace.mart_path, "braze_attributes", BRAZE_ATTRIBUTES,
+               (with_payload(row) for row in rows))
 
 
 def test_happy_path_and_request_shape(workspace):
@@ -75,6 +88,27 @@ def test_happy_path_and_request_shape(workspace):
     }
     assert fake.profiles["cust-1"]["offline_revenue_365d"] == 150.0
     assert workspace.statuses("braze") == {"delivered": 20}
+
+
+def test_the_attributes_are_the_marts_payloads_byte_for_byte(workspace):
+    """The shipper adds only Braze's envelope: `attributes` is the mart's payloads as they
+    are, including an attribute the mart added that the shipper knows nothing about."""
+    fake = braze(workspace)
+    rows = [braze_row(i) for i in range(3)]
+    payloads = [payload_of("braze_attributes", row) for row in rows]
+    # An attribute the analyst added in SQL, and JSON written with other spacing and
+    # escapes: both travel as they are.
+    profile = json.loads(payloads[1])
+    profile["store_name"] = 'Zoë\'s "Main St" \u00e9'
+    payloads[1] = json.dumps(profile)
+    mart(workspace, ({**row, "payload": payload}
+                     for row, payload in zip(rows, payloads, strict=True)))
+
+    assert workspace.ship("run", "braze") == 0
+
+    (request,) = fake.requests
+    assert request.body == ('{"attributes":[' + ",".join(payloads) + "]}").encode()
+    assert fake.profiles["cust-1"]["store_name"] == 'Zoë\'s "Main St" \u00e9'
 
 
 def test_batches_hold_at_most_75_objects(workspace):

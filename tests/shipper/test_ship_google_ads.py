@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.fakes.google_ads import FakeGoogleAds
 from tests.fakes.server import Reply, Reset, Stall
-from tests.shipper.marts import sha, write_mart
+from tests.shipper.marts import payload_of, sha, write_mart
 
 DAY = 86_400
 TOKEN = "ya29.google-test-token-0123456789"
@@ -25,12 +25,15 @@ GOOGLE_ADS_CONVERSIONS = {
     "phone_sha256": "varchar",
     "ad_user_data_consent": "varchar",
     "ad_personalization_consent": "varchar",
+    "event_time": "bigint",
+    "payload": "varchar",
 }
 
 
 def google_row(index: int, *, age_seconds: int = 3600, **overrides: Any) -> dict[str, Any]:
     offset = dt.timezone(dt.timedelta(hours=-5))
-    moment = dt.datetime.fromtimestamp(time.time() - age_seconds - index % 600, offset)
+    event_time = int(time.time()) - age_seconds - index % 600
+    moment = dt.datetime.fromtimestamp(event_time, offset)
     row: dict[str, Any] = {
         "delivery_key": f"evt-{index}",
         "transaction_id": f"SO-{index}",
@@ -43,6 +46,8 @@ def google_row(index: int, *, age_seconds: int = 3600, **overrides: Any) -> dict
         "phone_sha256": sha(f"+1650555{index:04d}") if index % 2 else None,
         "ad_user_data_consent": "CONSENT_GRANTED",
         "ad_personalization_consent": "CONSENT_STATUS_UNSPECIFIED",
+        # What the shipper ages the event by: the same moment in unix seconds.
+        "event_time": event_time,
     }
     row.update(overrides)
     return row
@@ -153,34 +158,55 @@ def test_a_request_level_violation_stops_the_destination_without_rejecting_rows(
     assert "productDestinationId" in captured.out + captured.err
 
 
-def test_validation_rejects_what_google_would_refuse(workspace):
+def test_events_past_googles_age_limit_expire_without_changing_the_exit_code(workspace,
+                                                                            capsys):
     fake = google(workspace)
-    mart(workspace, [
-        google_row(1),
-        google_row(2, age_seconds=91 * DAY),
-        google_row(3, event_timestamp="2026-11-20 10:15:00"),
-        google_row(4, email_sha256=None, phone_sha256=None),
-        google_row(5, email_sha256="Customer@Example.com"),
-        google_row(6, event_source="STORE"),
-        google_row(7, ad_user_data_consent="granted"),
-        google_row(8, currency=None),
-    ])
+    mart(workspace, [*(google_row(i) for i in range(10)),
+                     google_row(100, age_seconds=91 * DAY), google_row(101, age_seconds=200 * DAY)])
 
-    assert workspace.ship("run", "google_ads") == 1
+    assert workspace.ship("run", "google_ads") == 0
 
-    assert fake.accepted_ids == ["SO-1"]
+    assert sorted(fake.accepted_ids) == sorted(f"SO-{i}" for i in range(10))
+    assert fake.batch_sizes == [10]
+    assert workspace.statuses("google_ads") == {"delivered": 10, "expired": 2}
     with workspace.ledger() as ledger:
-        reasons = {row["delivery_key"]: row["reason"]
-                   for row in ledger.rejections(["google_ads"])}
-    assert reasons == {
-        "evt-2": "event_timestamp is older than 90 days",
-        "evt-3": "event_timestamp is not RFC 3339 with an offset",
-        "evt-4": "no user data (email_sha256 and phone_sha256 are NULL)",
-        "evt-5": "email_sha256 is not a 64-character lower-case hex SHA-256",
-        "evt-6": "event_source is not a Data Manager EventSource",
-        "evt-7": "ad_user_data_consent is not a ConsentStatus",
-        "evt-8": "currency is missing",
-    }
+        (run, *_) = ledger.recent_runs(["google_ads"])
+        assert ledger.rejections(["google_ads"]) == []
+    assert (run["rows_sent"], run["rows_expired"], run["status"]) == (10, 2, "ok")
+    assert "expired" in capsys.readouterr().out
+
+    # An expired event stays expired: a rerun skips it, sends nothing, exits 0.
+    assert workspace.ship("run", "google_ads") == 0
+    assert len(fake.requests) == 1
+    with workspace.ledger() as ledger:
+        (run, *_) = ledger.recent_runs(["google_ads"])
+    assert (run["rows_skipped"], run["rows_expired"]) == (12, 0)
+
+
+def test_the_events_are_the_marts_payloads_byte_for_byte(workspace):
+    """The shipper adds only Google's envelope: the events array is the mart's payloads
+    as they are, including a field the mart added that the shipper knows nothing about."""
+    fake = google(workspace)
+    rows = [google_row(i) for i in range(3)]
+    payloads = [payload_of("google_ads_conversions", row) for row in rows]
+    # A field the analyst added in SQL, and JSON written with other spacing and escapes:
+    # both travel as they are.
+    event = json.loads(payloads[1])
+    event["customVariables"] = [{"variable": "store_name",
+                                 "value": 'Zoë\'s "Main St" \u00e9'}]
+    payloads[1] = json.dumps(event)
+    mart(workspace, ({**row, "payload": payload}
+                     for row, payload in zip(rows, payloads, strict=True)))
+
+    assert workspace.ship("run", "google_ads") == 0
+
+    (request,) = fake.requests
+    events = "[" + ",".join(payloads) + "]"
+    assert request.body == (
+        '{"destinations":[{"operatingAccount":{"accountType":"GOOGLE_ADS",'
+        '"accountId":"1234567890"},"productDestinationId":"987654321"}],'
+        '"events":' + events + ',"encoding":"HEX"}').encode()
+    assert sorted(fake.accepted_ids) == ["SO-0", "SO-1", "SO-2"]
 
 
 def test_retries_on_quota_503_timeouts_and_resets(workspace):

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.fakes.pinterest import FakePinterest
 from tests.fakes.server import Reply, Reset, Stall
-from tests.shipper.marts import sha, write_mart
+from tests.shipper.marts import payload_of, sha, write_mart
 
 DAY = 86_400
 TOKEN = "pina_pinterest-test-token-0123456789"
@@ -25,6 +25,7 @@ PINTEREST_CONVERSIONS = {
     "order_id": "varchar",
     "num_items": "integer",
     "content_ids": "varchar",
+    "payload": "varchar",
 }
 
 
@@ -153,27 +154,53 @@ def test_retries_429_500_timeout_and_reset(workspace):
     assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(8))
 
 
-def test_the_api_window_is_7_days_and_rows_are_checked(workspace):
+def test_events_past_the_7_day_api_window_expire_without_changing_the_exit_code(workspace,
+                                                                               capsys):
     fake = pinterest(workspace)
     mart(workspace, [
         pinterest_row(1, age_seconds=6 * DAY),
         pinterest_row(2, age_seconds=8 * DAY),
-        pinterest_row(3, em=None),
-        pinterest_row(4, value="12,50"),
-        pinterest_row(5, content_ids="sku-1"),
+        pinterest_row(3, age_seconds=30 * DAY),
     ])
 
-    assert workspace.ship("run", "pinterest") == 1
+    assert workspace.ship("run", "pinterest") == 0
 
     assert fake.accepted_ids == ["evt-1"]
+    assert workspace.statuses("pinterest") == {"delivered": 1, "expired": 2}
     with workspace.ledger() as ledger:
-        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections(["pinterest"])}
-    assert reasons == {
-        "evt-2": "event_time is older than 7 days",
-        "evt-3": "em is not a 64-character lower-case hex SHA-256",
-        "evt-4": "value is not a decimal string",
-        "evt-5": "content_ids is not a JSON array of strings",
-    }
+        (run, *_) = ledger.recent_runs(["pinterest"])
+        assert ledger.rejections(["pinterest"]) == []
+        assert ledger.delivery("pinterest", "evt-2")["status"] == "expired"
+    assert (run["rows_sent"], run["rows_expired"], run["status"]) == (1, 2, "ok")
+    assert "expired" in capsys.readouterr().out
+
+    # An expired event stays expired: a rerun skips it, sends nothing, exits 0.
+    assert workspace.ship("run", "pinterest") == 0
+    assert len(fake.requests) == 1
+    with workspace.ledger() as ledger:
+        (run, *_) = ledger.recent_runs(["pinterest"])
+    assert (run["rows_skipped"], run["rows_expired"]) == (3, 0)
+
+
+def test_the_events_are_the_marts_payloads_byte_for_byte(workspace):
+    """The shipper adds only Pinterest's envelope: `data` is the mart's payloads as they
+    are, including a field the mart added that the shipper knows nothing about."""
+    fake = pinterest(workspace)
+    rows = [pinterest_row(i) for i in range(3)]
+    payloads = [payload_of("pinterest_conversions", row) for row in rows]
+    # A field the analyst added in SQL, and JSON written with other spacing and escapes:
+    # both travel as they are.
+    event = json.loads(payloads[1])
+    event["custom_data"]["content_name"] = 'Zoë\'s "Main St" \u00e9'
+    payloads[1] = json.dumps(event)
+    mart(workspace, ({**row, "payload": payload}
+                     for row, payload in zip(rows, payloads, strict=True)))
+
+    assert workspace.ship("run", "pinterest") == 0
+
+    (request,) = fake.requests
+    assert request.body == ('{"data":[' + ",".join(payloads) + "]}").encode()
+    assert sorted(fake.accepted_ids) == ["evt-0", "evt-1", "evt-2"]
 
 
 def test_test_mode_sends_test_true_and_keeps_the_rows_pending(workspace):
