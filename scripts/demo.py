@@ -120,8 +120,8 @@ def main() -> int:
         return 2
     summarize(duckdb_path)
     shipped = ship_dry_run(duckdb_path, as_of)
-    # In dry-run, exit 1 only means some rows failed validation (listed in the
-    # summary above); the demo itself succeeded.
+    # In a dry run, exit 1 only means a file destination's check set rows aside
+    # (listed in the summary above); the demo itself succeeded.
     return 0 if shipped in (0, 1) else shipped
 
 
