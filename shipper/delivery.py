@@ -153,19 +153,23 @@ class HttpSender:
                           f"{len(rows)} events")
                 return BatchResult(_all(rows, "failed", reason, result.attempts))
             return BatchResult(_per_row(rows, verdict.rows, result.attempts))
-        if verdict.kind == "reject_batch":
-            return self._split(rows, verdict.reason, result.attempts)
+        if verdict.kind in ("reject_batch", "too_large"):
+            return self._split(rows, verdict, result.attempts)
         reason = scrub(verdict.reason or "refused")
         if verdict.kind == "fatal":
             return BatchResult(_all(rows, "failed", reason, result.attempts), reason)
         # "retry" cannot reach here (the session retries it); treat anything else as failed.
         return BatchResult(_all(rows, "failed", reason, result.attempts))
 
-    def _split(self, rows: Rows, reason: str | None, attempts: int) -> BatchResult:
+    def _split(self, rows: Rows, verdict: Verdict, attempts: int) -> BatchResult:
+        reason = verdict.reason
         if len(rows) == 1:
-            return BatchResult(_all(rows, "rejected", reason, attempts))
-        log.info("%s: a batch of %d events was rejected as a whole (%s); splitting it to "
-                 "find the bad event(s)", self.destination.name, len(rows), reason)
+            # Only the platform's own refusal rejects an event for good; a single event
+            # still too large for whatever answered 413 is kept for the next run.
+            status = "rejected" if verdict.kind == "reject_batch" else "failed"
+            return BatchResult(_all(rows, status, reason, attempts))
+        log.info("%s: a batch of %d events was refused as a whole (%s); splitting it",
+                 self.destination.name, len(rows), reason)
         middle = len(rows) // 2
         first = self.deliver(rows.part(0, middle))
         if first.fatal:

@@ -164,8 +164,12 @@ class Verdict:
     kinds:
       rows          per-row outcomes in request order (`rows`);
       retry         transient (throttled, platform hiccup): send the same batch again;
-      reject_batch  the platform refused the whole batch because of some event(s):
-                    the delivery loop splits the batch to find them;
+      reject_batch  the platform refused the whole batch, in its own error envelope,
+                    because of some event(s): the delivery loop splits the batch to
+                    find them, and an event refused alone is rejected;
+      too_large     the request was too large (HTTP 413): the loop splits it, and a
+                    single event still too large is failed (sent again next run),
+                    since nothing says the platform refused it;
       fatal         nothing this batch could fix (bad token, unknown dataset):
                     stop the destination, keep the rows for the next run;
       pending       the platform took the batch as an asynchronous job: after `wait`
@@ -201,6 +205,10 @@ class Verdict:
     @classmethod
     def reject_batch(cls, reason: str) -> Verdict:
         return cls("reject_batch", reason)
+
+    @classmethod
+    def too_large(cls, reason: str) -> Verdict:
+        return cls("too_large", reason)
 
     @classmethod
     def fatal(cls, reason: str) -> Verdict:
@@ -333,6 +341,33 @@ class RestDestination(Destination):
         if self.kind != EVENTS:
             return None
         return self.settings.max_event_age_days * SECONDS_PER_DAY
+
+
+def not_the_platforms(title: str, status: int, body: Any) -> Verdict:
+    """An answer without the platform's own success or error body (a proxy's HTML page,
+    an empty or cut-off body): nothing says what happened to the events.
+
+    A 2xx is retried (and, should it persist, the rows fail and go out again next
+    run: never delivered); a 413 splits the batch; any other 4xx stops the
+    destination with the rows kept, since every batch would meet the same.
+    """
+    what = f"HTTP {status} from {title} without {title}'s own body ({describe_body(body)})"
+    if 200 <= status < 300 or status == 429 or status >= 500:
+        return Verdict.retry(what)
+    if status == 413:
+        return Verdict.too_large(what)
+    return Verdict.fatal(f"{what}: check base_url, and any proxy between here and {title}")
+
+
+def describe_body(body: Any) -> str:
+    """A few words on an answer's body, for a reason."""
+    if body is None:
+        return "an empty body"
+    if isinstance(body, str):
+        text = " ".join(body.split())
+        return "a body that is not JSON: " + (text[:80] + "..." if len(text) > 80 else text) \
+            if text else "a blank body"
+    return "a JSON body of another shape"
 
 
 def json_error_field(body: Any, *path: str) -> Any:

@@ -47,6 +47,7 @@ from shipper.destinations.base import (
     Verdict,
     envelope,
     json_error_field,
+    not_the_platforms,
     register,
 )
 
@@ -104,8 +105,11 @@ class Braze(RestDestination):
 
     def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         message = json_error_field(body, "message")
-        if message is None and isinstance(body, str):
-            message = body[:300]
+        if not isinstance(message, str):
+            # Braze answers in its own envelope, success or error; not this.
+            if status in (401, 403):
+                return Verdict.fatal(f"Braze answered HTTP {status}: check BRAZE_API_KEY")
+            return not_the_platforms(self.title, status, body)
         errors = json_error_field(body, "errors")
         errors = errors if isinstance(errors, list) else []
         if 200 <= status < 300 and message == "success":
@@ -118,6 +122,8 @@ class Braze(RestDestination):
                                  "(it needs users.track) and instance")
         if status == 404:
             return Verdict.fatal(f"Braze has no such endpoint: {reason}; check instance")
+        if status == 413:
+            return Verdict.too_large(reason)
         if 400 <= status < 500:
             return Verdict.reject_batch(reason)
         return Verdict.retry(f"unexpected answer from Braze: {reason}")

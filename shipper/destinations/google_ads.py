@@ -56,6 +56,7 @@ from shipper.destinations.base import (
     Verdict,
     envelope,
     json_error_field,
+    not_the_platforms,
     register,
 )
 
@@ -157,17 +158,19 @@ class GoogleAds(RestDestination):
                 return Verdict.per_row([RowOutcome(
                     "retryable", "validated only (validate_only = true): Google ingested "
                                  "nothing; sent for real once validate_only is off")] * len(rows))
+            # Data Manager's success names the request it will process; without it
+            # nothing says Google took the events.
             request_id = json_error_field(body, "requestId")
-            note = f"Data Manager requestId {request_id}" if request_id else None
+            if not isinstance(request_id, str) or not request_id:
+                return not_the_platforms(self.title, status, body)
+            note = f"Data Manager requestId {request_id}"
             return Verdict.per_row([RowOutcome("accepted", note)] * len(rows))
         error = json_error_field(body, "error")
         if not isinstance(error, Mapping):
             if status in (401, 403):
                 return Verdict.fatal(f"Google answered HTTP {status}: check "
                                      "GOOGLE_ADS_ACCESS_TOKEN")
-            if status == 400 or status == 413:
-                return Verdict.reject_batch(f"HTTP {status} from Google without an error body")
-            return Verdict.retry(f"unexpected HTTP {status} from Google")
+            return not_the_platforms(self.title, status, body)
         canonical = str(error.get("status") or "")
         reason = _describe(error)
         if status in (401, 403) or canonical in _FATAL_STATUSES:

@@ -62,6 +62,7 @@ from shipper.destinations.base import (
     Verdict,
     envelope,
     json_error_field,
+    not_the_platforms,
     register,
 )
 
@@ -144,7 +145,12 @@ class Klaviyo(RestDestination):
         if status in (401, 403):
             return Verdict.fatal(f"Klaviyo refused the API key: {reason}; check "
                                  "KLAVIYO_API_KEY (it needs profiles:write) and revision")
-        if status in (400, 409, 413, 422):
+        if not isinstance(json_error_field(body, "errors"), list):
+            # Klaviyo's errors come as {"errors": [...]}; anything else is not its answer.
+            return not_the_platforms(self.title, status, body)
+        if status == 413:
+            return Verdict.too_large(reason)
+        if status in (400, 409, 422):
             return Verdict.reject_batch(reason)
         return Verdict.retry(f"unexpected answer from Klaviyo: {reason}")
 

@@ -38,6 +38,7 @@ from shipper.destinations.base import (
     Verdict,
     envelope,
     json_error_field,
+    not_the_platforms,
     register,
 )
 
@@ -85,17 +86,18 @@ class Meta(RestDestination):
     def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         error = json_error_field(body, "error")
         if 200 <= status < 300 and not error:
-            # Meta accepts or refuses a request as a whole; events_received below the
-            # number sent has not been seen, and resending could only duplicate.
-            return Verdict.all_accepted(len(rows))
+            # Meta's success names how many events it took; anything else (an HTML page,
+            # a cut-off body) says nothing about the events, so nothing is delivered.
+            received = json_error_field(body, "events_received")
+            if received == len(rows) and not isinstance(received, bool):
+                return Verdict.all_accepted(len(rows))
+            if isinstance(received, int) and not isinstance(received, bool):
+                return Verdict.retry(f"Meta received {received} of {len(rows)} events")
+            return not_the_platforms(self.title, status, body)
         if not isinstance(error, Mapping):
-            if status == 429:
-                return Verdict.retry("HTTP 429 from Meta")
             if status in (401, 403):
                 return Verdict.fatal(f"Meta answered HTTP {status}: check META_ACCESS_TOKEN")
-            if 400 <= status < 500:
-                return Verdict.reject_batch(f"HTTP {status} from Meta without an error body")
-            return Verdict.retry(f"unexpected HTTP {status} from Meta")
+            return not_the_platforms(self.title, status, body)
         code = _as_int(error.get("code"))
         subcode = _as_int(error.get("error_subcode"))
         message = str(error.get("error_user_msg") or error.get("message") or "no message")

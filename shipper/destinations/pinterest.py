@@ -56,6 +56,7 @@ from shipper.destinations.base import (
     Verdict,
     envelope,
     json_error_field,
+    not_the_platforms,
     register,
 )
 
@@ -106,26 +107,30 @@ class Pinterest(RestDestination):
         if status in (200, 422) and isinstance(statuses, list):
             if len(statuses) == len(rows):
                 return Verdict.per_row([self._outcome(entry) for entry in statuses])
-            if status == 200:
-                return Verdict.per_row([self._outcome({"status": "processed"})] * len(rows))
             # Which events failed cannot be told: keep them all for the next run (Pinterest
             # does not deduplicate offline events, so this may count the good ones twice).
             reason = (f"Pinterest answered HTTP 422 with {len(statuses)} statuses for "
                       f"{len(rows)} events")
             return Verdict.per_row([RowOutcome("retryable", reason)] * len(rows))
-        message = json_error_field(body, "message") or (body if isinstance(body, str) else None)
+        message = json_error_field(body, "message")
+        if status == 200 or not isinstance(message, str):
+            # Pinterest's success lists a status per event, and its errors carry a
+            # message: anything else is not Pinterest's answer.
+            if status in (401, 403):
+                return Verdict.fatal(f"Pinterest answered HTTP {status}: check "
+                                     "PINTEREST_ACCESS_TOKEN and ad_account_id")
+            return not_the_platforms(self.title, status, body)
         code = json_error_field(body, "code")
         reason = f"{message or 'no message'} (HTTP {status}, code {code})"
-        if status == 200:
-            # Success without per-event statuses: Pinterest took the whole request.
-            return Verdict.per_row([self._outcome({"status": "processed"})] * len(rows))
         if status in (401, 403):
             return Verdict.fatal(f"Pinterest refused the credentials or ad account: {reason}; "
                                  "check PINTEREST_ACCESS_TOKEN and ad_account_id")
         if status == 404:
             return Verdict.fatal(f"Pinterest does not know the ad account: {reason}; "
                                  "check ad_account_id")
-        if status in (400, 413, 422):
+        if status == 413:
+            return Verdict.too_large(reason)
+        if status in (400, 422):
             return Verdict.reject_batch(reason)
         return Verdict.retry(f"unexpected answer from Pinterest: {reason}")
 

@@ -65,6 +65,7 @@ from shipper.destinations.base import (
     Rows,
     Verdict,
     envelope,
+    not_the_platforms,
     register,
 )
 from shipper.http import RetryPolicy
@@ -221,7 +222,11 @@ class TheTradeDesk(RestDestination):
         if failed_lines is not None and not isinstance(failed_lines, list):
             failed_lines = None
         if status == 413:
-            return Verdict.reject_batch("HTTP 413 from The Trade Desk: the request is too large")
+            return Verdict.too_large("HTTP 413 from The Trade Desk: the request is too large")
+        if 200 <= status < 300 and not isinstance(body, Mapping):
+            # The Trade Desk answers a JSON object (with FailedLines); an HTML page or a
+            # cut-off body says nothing about the items.
+            return not_the_platforms(self.title, status, body)
         if 200 <= status < 300 or (status == 400 and failed_lines):
             return self._read_failed_lines(failed_lines or [], rows, status)
         detail = _message(body)

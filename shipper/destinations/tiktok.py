@@ -33,6 +33,7 @@ from shipper.destinations.base import (
     Rows,
     Verdict,
     envelope,
+    not_the_platforms,
     register,
 )
 
@@ -95,6 +96,5 @@ class TikTok(RestDestination):
             return Verdict.reject_batch(reason)
         if status in (401, 403):
             return Verdict.fatal(f"TikTok answered HTTP {status}: check TIKTOK_ACCESS_TOKEN")
-        if 400 <= status < 500 and status != 429:
-            return Verdict.reject_batch(f"HTTP {status} from TikTok")
-        return Verdict.retry(f"unexpected HTTP {status} from TikTok")
+        # TikTok answers in its envelope (`code`); anything else is not TikTok's answer.
+        return not_the_platforms(self.title, status, body)
