@@ -350,29 +350,36 @@ class _Shipment:
 
     def _take(self, record_batch: pa.RecordBatch,
               executor: futures.ThreadPoolExecutor | None) -> None:
-        """One read batch: record the expired rows, prepare and batch the others."""
-        rows, expired = _rows_of(record_batch, self.destination.extra_columns)
+        """One read batch: record the expired and unsendable rows, prepare and batch
+        the others."""
+        rows, expired, problems = _rows_of(record_batch, self.destination.extra_columns)
         if len(expired):
             self.counts.expired += len(expired)
             self._record_now(_all(expired, "expired", "older than the platform's age limit "
                                   f"({self.destination.settings.max_event_age_days} days)", 0))
+        if problems:
+            rows = self._refuse(rows, problems)
         reasons = self.destination.prepare(rows)
         if any(reasons):
-            refused = Outcomes()
-            keep = []
-            for index, reason in enumerate(reasons):
-                if reason is None:
-                    keep.append(index)
-                else:
-                    self.counts.count_rejection(reason)
-                    refused.append(rows.keys[index], "rejected", rows.fingerprints[index],
-                                   "validation", 0, reason)
-            self._record_now(refused)
-            rows = rows.take(keep)
+            rows = self._refuse(rows, reasons)
         for batch in self.batcher.add(rows):
             self._dispatch(batch, executor)
             if self.report.problem:
                 return
+
+    def _refuse(self, rows: Rows, reasons: Sequence[str | None]) -> Rows:
+        """Record the rows with a reason as rejected, alone; the others go on."""
+        refused = Outcomes()
+        keep = []
+        for index, reason in enumerate(reasons):
+            if reason is None:
+                keep.append(index)
+            else:
+                self.counts.count_rejection(reason)
+                refused.append(rows.keys[index], "rejected", rows.fingerprints[index],
+                               "validation", 0, reason)
+        self._record_now(refused)
+        return rows.take(keep)
 
     def _record_now(self, outcomes: Outcomes) -> None:
         """Outcomes decided before any send (expired, refused by the prepare step)."""
@@ -423,8 +430,10 @@ class _Shipment:
             self._settle(futures.wait(self.in_flight).done)
 
 
-def _rows_of(record_batch: pa.RecordBatch, extra_columns: Sequence[str]) -> tuple[Rows, Rows]:
-    """The rows to send and the expired ones of a read batch."""
+def _rows_of(record_batch: pa.RecordBatch, extra_columns: Sequence[str],
+             ) -> tuple[Rows, Rows, list[str | None]]:
+    """The rows of a read batch to go on, the expired ones, and per row going on the
+    reason it cannot be sent (empty when every row can)."""
     column = record_batch.column
     names = record_batch.schema.names
     rows = Rows(
@@ -435,12 +444,20 @@ def _rows_of(record_batch: pa.RecordBatch, extra_columns: Sequence[str]) -> tupl
         column(names.index(pending.FINGERPRINT)).to_pylist(),
         {name: column(names.index(name)).to_pylist() for name in extra_columns},
     )
-    expired = column(names.index(pending.EXPIRED))
-    if not expired.true_count:
-        return rows, Rows()
-    flags = expired.to_pylist()
-    return (rows.take([i for i, flag in enumerate(flags) if not flag]),
-            rows.take([i for i, flag in enumerate(flags) if flag]))
+    expired_column = column(names.index(pending.EXPIRED))
+    expired = Rows()
+    if expired_column.true_count:
+        flags = expired_column.to_pylist()
+        expired = rows.take([i for i, flag in enumerate(flags) if flag])
+        rows = rows.take([i for i, flag in enumerate(flags) if not flag])
+        problem_column = pa.array(
+            [p for p, flag in zip(column(names.index(pending.PROBLEM)).to_pylist(), flags,
+                                  strict=True) if not flag], pa.string())
+    else:
+        problem_column = column(names.index(pending.PROBLEM))
+    problems = [] if problem_column.null_count == len(problem_column) \
+        else problem_column.to_pylist()
+    return rows, expired, problems
 
 
 def _per_row(rows: Rows, verdicts: Sequence[RowOutcome], attempts: int) -> Outcomes:

@@ -35,7 +35,9 @@ from shipper.reader import quote_identifier, quote_literal
 STAGING_MEMORY_LIMIT = "1GB"
 
 # Columns of every streamed row, before the module's extra columns.
-KEY, PAYLOAD, FINGERPRINT, EXPIRED = "__key", "__payload", "__fingerprint", "__expired"
+KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM = (
+    "__key", "__payload", "__fingerprint", "__expired", "__problem")
+NOT_AN_OBJECT = "payload is not a JSON object"
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def stage(ledger: duckdb.DuckDBPyConnection, destination: RestDestination, relat
         else:
             ledger.execute("reset memory_limit")
     streamed = ", ".join(quote_identifier(column) for column in
-                         (KEY, PAYLOAD, FINGERPRINT, EXPIRED, *destination.extra_columns))
+                         (KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM,
+                          *destination.extra_columns))
     return PendingRows(f"select {streamed} from read_parquet({quote_literal(str(scratch))})",
                        **counted)
 
@@ -148,11 +151,16 @@ def _streamed_columns(destination: RestDestination, fingerprint: str, now: float
         expired = f"coalesce(mart.event_time < {int(now) - age}, false)"
     # encode(): the text's UTF-8 bytes as a BLOB, read by Python as views into the
     # Arrow buffer (a cast would read backslashes as escapes).
+    # A payload that is not a JSON object would make its whole request invalid: it is
+    # rejected alone (the mart's tests should have failed the build first).
+    problem = (f"case when coalesce(json_type(try(cast(mart.payload as json))), '') "
+               f"<> 'OBJECT' then '{NOT_AN_OBJECT}' end")
     columns = [
         f"cast(mart.delivery_key as varchar) as {KEY}",
         f"encode(mart.payload) as {PAYLOAD}",
         f"{fingerprint} as {FINGERPRINT}",
         f"{expired} as {EXPIRED}",
+        f"{problem} as {PROBLEM}",
         *(f"mart.{quote_identifier(column)}" for column in destination.extra_columns),
     ]
     return ", ".join(columns)

@@ -244,3 +244,27 @@ def test_events_received_body_is_read_as_json(workspace):
     workspace.meta_mart([meta_row(7)])
     assert workspace.ship("run", "meta") == 0
     assert json.loads(fake.requests[0].body)["data"][0]["event_id"] == "evt-7"
+
+
+def test_a_payload_that_is_not_a_json_object_is_rejected_alone(workspace):
+    """A poison row never sinks its batch: the 999 events beside it land, on every run."""
+    fake = workspace.meta()
+    rows = [meta_row(i) for i in range(1000)]
+    rows[500]["payload"] = "\x00raw-json\x00"
+    rows[600]["payload"] = '{"event_name": "Purchase", '  # cut off
+    # The text the old encoder used as a placeholder is now just text.
+    event = json.loads(payload_of("meta_conversions", rows[700]))
+    event["custom_data"]["order_id"] = "\x00raw-json\x00"
+    rows[700]["payload"] = json.dumps(event)
+    workspace.meta_mart(rows)
+
+    assert workspace.ship("run", "meta") == 1
+
+    assert len(set(fake.accepted_ids)) == 998
+    with workspace.ledger() as ledger:
+        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections(["meta"])}
+    assert reasons == {"order-500": "payload is not a JSON object",
+                       "order-600": "payload is not a JSON object"}
+    # Until the mart is fixed, each run says so again; nothing is sent twice.
+    assert workspace.ship("run", "meta") == 1
+    assert len(fake.accepted_ids) == 998
