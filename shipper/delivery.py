@@ -73,7 +73,7 @@ class DestinationReport:
     """What happened to one destination in one run."""
 
     name: str
-    mode: str  # live | dry_run | skipped
+    mode: str  # live | dry_run
     counts: RunCounts = field(default_factory=RunCounts)
     # Why the destination could not complete (fatal platform answer, unreadable mart).
     problem: str | None = None

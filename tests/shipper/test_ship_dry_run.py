@@ -66,38 +66,39 @@ def test_tiktok_dry_run_leaves_the_header_token_out(workspace):
     assert json.loads(path.read_text())["event_source"] == "offline"
 
 
-def test_no_credentials_at_all_is_a_dry_run(workspace, capsys):
+def test_no_credentials_at_all_is_an_error_not_a_dry_run(workspace, capsys):
+    """A scheduler whose secret injection failed must not report success (nor write
+    clear-text profiles to the outbox): a dry run happens only with --dry-run."""
     workspace.meta_mart(meta_row(i) for i in range(5))
     workspace.tiktok_mart(tiktok_row(i) for i in range(4))
 
-    assert workspace.ship("run") == 0
+    assert workspace.ship("run") == 2
 
-    captured = capsys.readouterr()
-    assert "no credentials are set (META_ACCESS_TOKEN, TIKTOK_ACCESS_TOKEN)" in captured.err
-    assert len(_outbox_files(workspace, "meta")) == 1
-    assert len(_outbox_files(workspace, "tiktok")) == 1
-    assert workspace.statuses("meta") == {}
+    err = capsys.readouterr().err
+    assert "meta cannot be sent without META_ACCESS_TOKEN (and 1 more destination(s))" in err
+    assert not workspace.outbox.exists()
+    assert not workspace.ledger_path.exists()
 
 
 def test_dry_run_without_dataset_id_still_writes_bodies(workspace):
     workspace.env(META_DATASET_ID="")
     workspace.meta_mart([meta_row(1)])
-    assert workspace.ship("run", "meta") == 0
+    assert workspace.ship("run", "meta", "--dry-run") == 0
     assert len(_outbox_files(workspace, "meta")) == 1
 
 
-def test_a_destination_without_its_credential_is_skipped_with_one_line(workspace, capsys):
+def test_an_enabled_destination_without_its_credential_stops_the_live_run(workspace, capsys):
     meta = workspace.meta()
     workspace.meta_mart(meta_row(i) for i in range(5))
     workspace.tiktok_mart(tiktok_row(i) for i in range(5))
 
-    assert workspace.ship("run") == 0
+    assert workspace.ship("run") == 2
 
-    captured = capsys.readouterr()
-    skip_lines = [line for line in captured.err.splitlines() if "skipped, set" in line]
-    assert skip_lines == ["tiktok: skipped, set TIKTOK_ACCESS_TOKEN to send to TikTok."]
+    assert "tiktok cannot be sent without TIKTOK_ACCESS_TOKEN" in capsys.readouterr().err
+    assert meta.requests == []  # refused before anything was sent
+    # Naming only the destinations that have their credentials ships them.
+    assert workspace.ship("run", "meta") == 0
     assert len(meta.accepted_ids) == 5
-    assert not (workspace.outbox / "tiktok").exists()
 
 
 def test_expired_events_in_a_dry_run_are_counted_and_not_recorded(workspace):

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.fakes.google_ads import FakeGoogleAds
 from tests.fakes.server import Reply, Reset, Stall
-from tests.shipper.marts import payload_of, sha, write_mart
+from tests.shipper.marts import meta_row, payload_of, sha, write_mart
 
 DAY = 86_400
 TOKEN = "ya29.google-test-token-0123456789"
@@ -293,16 +293,16 @@ def test_dry_run_writes_the_body_without_the_token(workspace):
     assert workspace.statuses("google_ads") == {}
 
 
-def test_missing_token_skips_with_one_line_naming_the_variable(workspace, capsys):
+def test_a_missing_token_stops_the_live_run_naming_the_variable(workspace, capsys):
     meta = workspace.meta()
-    workspace.meta_mart([])
+    workspace.meta_mart([meta_row(1)])
     mart(workspace, [google_row(1)])
 
-    assert workspace.ship("run", "meta", "google_ads") == 0
+    assert workspace.ship("run", "meta", "google_ads") == 2
 
     assert meta.requests == []
-    skip = [line for line in capsys.readouterr().err.splitlines() if "skipped, set" in line]
-    assert skip == ["google_ads: skipped, set GOOGLE_ADS_ACCESS_TOKEN to send to Google Ads."]
+    assert ("google_ads cannot be sent without GOOGLE_ADS_ACCESS_TOKEN"
+            in capsys.readouterr().err)
 
 
 def test_a_customer_id_that_is_not_10_digits_is_a_config_error(workspace, capsys):

@@ -329,9 +329,8 @@ def test_dry_run_writes_the_job_body_and_a_missing_key_skips(workspace, capsys):
     workspace.meta()
     workspace.meta_mart([])
     capsys.readouterr()
-    assert workspace.ship("run", "meta", "klaviyo") == 0
-    skip = [line for line in capsys.readouterr().err.splitlines() if "skipped, set" in line]
-    assert skip == ["klaviyo: skipped, set KLAVIYO_API_KEY to send to Klaviyo."]
+    assert workspace.ship("run", "meta", "klaviyo") == 2
+    assert "klaviyo cannot be sent without KLAVIYO_API_KEY" in capsys.readouterr().err
     assert fake.requests == []
 
 

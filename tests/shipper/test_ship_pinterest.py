@@ -259,7 +259,6 @@ def test_dry_run_body_without_the_token_and_skip_without_it(workspace, capsys):
     workspace.meta()
     workspace.meta_mart([])
     capsys.readouterr()
-    assert workspace.ship("run", "meta", "pinterest") == 0
-    skip = [line for line in capsys.readouterr().err.splitlines() if "skipped, set" in line]
-    assert skip == ["pinterest: skipped, set PINTEREST_ACCESS_TOKEN to send to Pinterest."]
+    assert workspace.ship("run", "meta", "pinterest") == 2
+    assert "pinterest cannot be sent without PINTEREST_ACCESS_TOKEN" in capsys.readouterr().err
     assert fake.requests == []

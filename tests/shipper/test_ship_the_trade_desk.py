@@ -580,17 +580,16 @@ def test_dry_run_items_are_the_mart_payloads_byte_for_byte_with_tag_and_uid2_in_
                                           "UID2": DRY_RUN_PLACEHOLDER}
 
 
-def test_a_missing_credential_skips_the_destination_with_one_line(ttd, capsys):
+def test_a_missing_credential_stops_the_live_run_naming_the_variables(ttd, capsys):
     meta = ttd.workspace.meta()
     ttd.workspace.meta_mart([])
     ttd.workspace.monkeypatch.delenv("UID2_SECRET_KEY")
     ttd.mart([ttd_row(1)])
 
-    assert ttd.workspace.ship("run", "meta", "the_trade_desk") == 0
+    assert ttd.workspace.ship("run", "meta", "the_trade_desk") == 2
 
-    skip_lines = [line for line in capsys.readouterr().err.splitlines() if "skipped, set" in line]
-    assert skip_lines == [("the_trade_desk: skipped, set TTD_AUTH_TOKEN and UID2_API_KEY and "
-                           "UID2_SECRET_KEY to send to The Trade Desk.")]
+    assert ("the_trade_desk cannot be sent without TTD_AUTH_TOKEN and UID2_API_KEY and "
+            "UID2_SECRET_KEY" in capsys.readouterr().err)
     assert ttd.operator.requests == [] and ttd.fake.requests == []
     assert meta.requests == []
 
