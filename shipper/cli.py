@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks | None = None) -> in
     except SystemExit as exc:  # --help, or a usage error argparse already explained
         return exc.code if isinstance(exc.code, int) else 2
     handler = _setup_logging(args.verbose)
+    # Everything ship writes (ledger, scratch files, outbox, staged CSVs) holds customer
+    # identifiers: readable by the owner only.
+    previous_umask = os.umask(0o077)
     try:
         config = load_config(args.config)
         return int(args.command(args, config, hooks or Hooks()))
@@ -65,6 +69,7 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks | None = None) -> in
         print("ship: interrupted; run it again to continue where it stopped.", file=sys.stderr)
         return 2
     finally:
+        os.umask(previous_umask)
         logging.getLogger("shipper").removeHandler(handler)
 
 
@@ -101,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--outbox", metavar="DIR",
                      help="where --dry-run writes bodies (default: outbox_dir in the config)")
     run.add_argument("--as-of", metavar="WHEN", type=_as_of, help=as_of_help)
+    run.add_argument("--first-run", action="store_true",
+                     help="send live even though the ledger has no record of a destination "
+                          "that delivered before (after losing the ledger on purpose)")
     run.add_argument("--force", action="store_true",
                      help="file destinations: write and upload every mart row again, "
                           "even rows and files already delivered")
@@ -182,6 +190,8 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
     reports: list[DestinationReport] = []
     with (Ledger.open(config.ship.ledger_path, config.ship.duckdb_memory_limit) as ledger,
           _rare_cycle_collection()):
+        if not dry_run and not args.first_run:
+            _check_the_ledger_remembers(ledger, list(classes))
         for name, cls in classes.items():
             assert cls is not None
             settings = config.settings_for(name)
@@ -192,24 +202,42 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
                              ", ".join(missing))
             destination = cls(settings, None if dry_run else credentials[name],
                               now=event_clock)
+            report: DestinationReport
             if isinstance(destination, FileDestination):
-                reports.append(ship_files(
+                report = ship_files(
                     destination, ledger=ledger, source=source, run_id=run_id,
                     dry_run=dry_run, outbox_dir=outbox_dir,
                     read_batch_rows=config.ship.read_batch_rows, hooks=hooks,
                     progress=progress, force=bool(args.force), config=config,
+                )
+            else:
+                assert isinstance(destination, RestDestination)
+                report = ship_destination(destination, RunContext(
+                    ledger=ledger, source=source, run_id=run_id, dry_run=dry_run,
+                    outbox_dir=outbox_dir, read_batch_rows=config.ship.read_batch_rows,
+                    hooks=hooks, progress=progress,
                 ))
-                continue
-            assert isinstance(destination, RestDestination)
-            reports.append(ship_destination(destination, RunContext(
-                ledger=ledger, source=source, run_id=run_id, dry_run=dry_run,
-                outbox_dir=outbox_dir, read_batch_rows=config.ship.read_batch_rows,
-                hooks=hooks, progress=progress,
-            )))
+            reports.append(report)
+            if not dry_run and report.counts.accepted:
+                ledger.note_delivered(name)
     print_summary(reports, run_id)
+    print(f"ledger: {config.ship.ledger_path}")
     if dry_run:
         print(f"dry run: request bodies are in {outbox_dir}; nothing was sent.")
     return max((report.exit_code for report in reports), default=0)
+
+
+def _check_the_ledger_remembers(ledger: Ledger, names: Sequence[str]) -> None:
+    """Refuse a live run whose ledger has forgotten what a destination delivered (deleted,
+    replaced, or a path that now points elsewhere): it would send everything again."""
+    forgotten = [name for name in names
+                 if name in ledger.delivered_before() and not ledger.has_deliveries(name)]
+    if forgotten:
+        raise LedgerError(
+            f"the ledger {ledger.path} has no record of what {', '.join(forgotten)} delivered, "
+            f"though {ledger.marker_path.name} beside it says it did: restore the ledger "
+            "(with its .wal) or point SHIP_LEDGER_PATH at it; --first-run sends everything "
+            "again.")
 
 
 @contextlib.contextmanager

@@ -127,9 +127,18 @@ class Config:
             value = self.env.get(env_name, "").strip()
             if not value:
                 return None
+            check_secret(env_name, value)
             redact.register_secret(value)
             values[env_name] = value
         return values
+
+
+def check_secret(env_name: str, value: str) -> None:
+    """Refuse a credential holding a control character (a newline pasted with it): it
+    would break the request, and the error would quote it. The value is never echoed."""
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ConfigError(f"{env_name} holds a control character (a line break?): set it "
+                          "again without one.")
 
 
 def describe(settings_class: type) -> list[tuple[str, str, Any, str]]:
@@ -381,7 +390,9 @@ def _check_limits(name: str, settings: DestinationSettings, max_batch_size: int,
 def _resolve_paths(ship: ShipSettings, table: Mapping[str, Any], base_dir: Path,
                    env: Mapping[str, str]) -> ShipSettings:
     # Paths written in the file are relative to the file, so `SHIP_CONFIG=/x/shipper.toml`
-    # works from any directory; paths from the environment are relative to the cwd.
+    # works from any directory; paths from the environment are relative to the cwd, but
+    # the ledger's: it is the memory of what was sent, and a run started from another
+    # directory must find the same one. Every path is made absolute once, here.
     updates = {}
     for item in dataclasses.fields(ShipSettings):
         key = item.name
@@ -389,6 +400,7 @@ def _resolve_paths(ship: ShipSettings, table: Mapping[str, Any], base_dir: Path,
             continue
         value = getattr(ship, key)
         overridden = f"SHIP_{key.upper()}" in env or item.metadata.get("env") in env
-        if key in table and not overridden and not Path(value).is_absolute():
-            updates[key] = str(base_dir / value)
+        relative_to_file = key == "ledger_path" or (key in table and not overridden)
+        base = base_dir if relative_to_file else Path.cwd()
+        updates[key] = str((base / value).absolute())
     return dataclasses.replace(ship, **updates)

@@ -257,10 +257,16 @@ class Ledger:
 
     @classmethod
     def open(cls, path: str | Path, memory_limit: str | None = None) -> Ledger:
-        """Open (creating if needed) for writing; runs left `running` are marked interrupted."""
-        path = Path(path)
+        """Open (creating if needed) for writing; runs left `running` are marked interrupted,
+        and scratch files a killed run left beside the ledger are removed."""
+        path = Path(path).absolute()
         path.parent.mkdir(parents=True, exist_ok=True)
         con = _connect(path, read_only=False)
+        # The ledger and its scratch files hold hashed identifiers: the owner's only.
+        for owned in (path, path.with_name(path.name + ".wal")):
+            if owned.exists():
+                owned.chmod(0o600)
+        _remove_scratch(path)
         try:
             if memory_limit:
                 set_memory_limit(con, memory_limit)
@@ -292,6 +298,12 @@ class Ledger:
         return cls(_connect(path, read_only=True), path, read_only=True)
 
     def close(self) -> None:
+        if not self.read_only:
+            # What this run wrote goes into the main file now, not only the .wal.
+            try:
+                self._con.execute("checkpoint")
+            except duckdb.Error:
+                pass  # the close below still keeps what was committed
         self._con.close()
         for scratch in self._scratch:
             scratch.unlink(missing_ok=True)
@@ -320,6 +332,34 @@ class Ledger:
         if self.memory_limit:
             set_memory_limit(con, self.memory_limit)
         return con
+
+    # -- the marker: which destinations have delivered from this ledger ----------------
+
+    @property
+    def marker_path(self) -> Path:
+        """Beside the ledger, and kept when the ledger is lost: a new, empty ledger where
+        one of these destinations delivered before would send everything again."""
+        return self.path.with_name(self.path.name + ".delivered")
+
+    def delivered_before(self) -> set[str]:
+        try:
+            return set(json.loads(self.marker_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return set()
+
+    def note_delivered(self, destination: str) -> None:
+        names = self.delivered_before()
+        if destination in names:
+            return
+        temporary = self.marker_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(sorted(names | {destination})) + "\n")
+        temporary.replace(self.marker_path)
+
+    def has_deliveries(self, destination: str) -> bool:
+        row = self._con.execute(
+            "select count(*) from (select 1 from deliveries where destination = ? and "
+            "status = 'delivered' limit 1)", [destination]).fetchone()
+        return bool(row and row[0])
 
     def scratch_path(self, suffix: str) -> Path:
         """A scratch file beside the ledger, removed when the ledger is closed."""
@@ -644,6 +684,15 @@ class Ledger:
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
         finally:
             cursor.close()
+
+
+def _remove_scratch(path: Path) -> None:
+    """Scratch files of earlier runs beside the ledger (a killed run leaves them)."""
+    for scratch in path.parent.glob(f".{path.name}.*"):
+        if scratch.is_dir():
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            scratch.unlink(missing_ok=True)
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:

@@ -9,9 +9,11 @@ debug lines print request URLs (Meta's token travels as a query parameter).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 
@@ -26,7 +28,10 @@ _TOKEN_PATTERNS = (
 # Contact details a platform can quote back (Klaviyo receives addresses and numbers in
 # clear): anything with an @ inside, and E.164 numbers.
 _CONTACT_PATTERNS = (
-    (re.compile(r"[^\s\"'<>(),;]*[^\s\"'<>(),;:]@[^\s\"'<>(),;]+"), "<email>"),
+    # An address starts where a word starts (not after `sftp://`, so a URL's user@host
+    # stays readable) and has a dotted domain.
+    (re.compile(r"(?<![^\s\"'<>(),;=\[])[^\s\"'<>(),;:/@]+@[^\s\"'<>(),;:/@]+"
+                r"\.[^\s\"'<>(),;:/@]+"), "<email>"),
     (re.compile(r"\+[1-9]\d{6,14}\b"), "<phone>"),
 )
 
@@ -35,11 +40,15 @@ _secrets: set[str] = set()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a credential so it is masked wherever it would be printed."""
+    """Remember a credential so it is masked wherever it would be printed, in every
+    form a message can carry it: as is, URL-encoded, as JSON or Python would quote it."""
     # Very short values would mask innocent substrings everywhere; real tokens are long.
-    if value and len(value) >= 4:
-        with _lock:
-            _secrets.add(value)
+    if not value or len(value) < 4:
+        return
+    forms = {value, quote(value, safe=""), quote_plus(value, safe=""),
+             json.dumps(value)[1:-1], repr(value)[1:-1]}
+    with _lock:
+        _secrets.update(form for form in forms if len(form) >= 4)
 
 
 def scrub(text: object) -> str:

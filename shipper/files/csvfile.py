@@ -1,12 +1,17 @@
-"""CSV (or TSV) files a platform takes as an upload: one header mapping, safe cells, parts.
+"""CSV (or TSV) files a platform takes as an upload: typed cells, safe text, parts.
+
+The file's columns are the mart's (docs/marts.md): each mart column but
+`delivery_key`, in mart order, its name as the header. The column's type
+decides how its cells are written: a number type (integer, decimal, float) is
+written as a number, and text (varchar, formatted in SQL) as text.
 
 - UTF-8 without a byte-order mark, RFC 4180: CRLF line ends, a field is quoted
   when it holds the delimiter, a quote, CR or LF, and quotes inside are doubled,
   so a value with a newline never breaks a line.
 - Formula guard: a text cell that starts with `=`, `+`, `-`, `@`, a tab or a
   carriage return gets a leading `'`, so a spreadsheet shows it instead of
-  running it (OWASP "CSV injection"). Numeric columns are checked to hold a
-  number and are written as one, unguarded: `-5` stays `-5`.
+  running it (OWASP "CSV injection"). Numeric columns are written as numbers,
+  unguarded: `-5` stays `-5`. NULL is an empty cell.
 - Parts: a file is closed and the next one started before a row would take it
   over `max_rows` data rows or `max_bytes` (bytes before compression, the
   header included, so the limit also holds for the compressed file). With a
@@ -26,7 +31,7 @@ import io
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,30 +40,28 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 KINDS = ("text", "integer", "decimal")
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 
-_INTEGER = re.compile(r"-?[0-9]+")
-_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a platform's file: its header, the mart column it holds, its kind.
-
-    `confirmed` is False when no vendor page confirms the header name: the
-    README lists those, and `headers` in shipper.toml renames them.
-    """
-
-    header: str
-    source: str
-    kind: str = "text"
-    confirmed: bool = True
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"column kind must be one of {KINDS}, not {self.kind!r}")
+# DuckDB type names (as `DuckDBPyType` prints them) of the columns a file can hold.
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                  "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+_DECIMAL_TYPES = {"FLOAT", "DOUBLE"}
+_TEXT_TYPES = {"VARCHAR"}
 
 
 class CellError(ValueError):
     """A mart value that cannot go in its column; the message names the column."""
+
+
+def kind_of(duckdb_type: str) -> str | None:
+    """The kind of cell a column of this DuckDB type makes, or None when a file cannot
+    hold it as it is (a date, a timestamp, a list: format it as text in SQL)."""
+    name = duckdb_type.upper()
+    if name in _INTEGER_TYPES:
+        return "integer"
+    if name in _DECIMAL_TYPES or name.startswith("DECIMAL"):
+        return "decimal"
+    if name in _TEXT_TYPES:
+        return "text"
+    return None
 
 
 def guard_formula(text: str) -> str:
@@ -67,29 +70,11 @@ def guard_formula(text: str) -> str:
 
 
 def format_cell(value: Any, kind: str, header: str) -> str:
-    """The text of one cell: empty for NULL, a plain number for numeric kinds."""
+    """The text of one cell: empty for NULL, a plain number for numeric kinds, guarded text."""
     if value is None:
         return ""
-    if kind == "integer":
-        return _integer_text(value, header)
-    if kind == "decimal":
-        return _decimal_text(value, header)
-    return guard_formula(value if isinstance(value, str) else str(value))
-
-
-def _integer_text(value: Any, header: str) -> str:
-    if isinstance(value, bool):
-        raise CellError(f"{header} is not an integer")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, decimal.Decimal) and value.is_finite() and value == value.to_integral():
-        return str(int(value))
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return str(int(value.strip()))
-    raise CellError(f"{header} is not an integer")
-
-
-def _decimal_text(value: Any, header: str) -> str:
+    if kind == "text":
+        return guard_formula(value if isinstance(value, str) else str(value))
     if isinstance(value, bool):
         raise CellError(f"{header} is not a number")
     if isinstance(value, int):
@@ -102,40 +87,7 @@ def _decimal_text(value: Any, header: str) -> str:
         if not math.isfinite(value):
             raise CellError(f"{header} is not a finite number")
         return format(decimal.Decimal(repr(value)), "f")  # never 1e-05
-    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        return value.strip()
     raise CellError(f"{header} is not a number")
-
-
-def resolve_headers(columns: Sequence[Column], overrides: Sequence[str],
-                    where: str) -> list[tuple[Column, str]]:
-    """The columns to write with their header names, after `headers` overrides.
-
-    An override is `"<default header>=<header to write>"`; an empty right side
-    leaves the column out of the file. Raises ValueError with one sentence.
-    """
-    by_default = {column.header: column for column in columns}
-    renamed: dict[str, str] = {}
-    for entry in overrides:
-        default, sep, header = entry.partition("=")
-        default, header = default.strip(), header.strip()
-        if not sep or default not in by_default:
-            raise ValueError(
-                f"headers entry {entry!r} in {where} must be '<column>=<header>' with a column "
-                f"of {', '.join(by_default)}."
-            )
-        if any(char in header for char in "\r\n"):
-            raise ValueError(f"headers entry {entry!r} in {where} holds a line break.")
-        renamed[default] = header
-    resolved = [(column, renamed.get(column.header, column.header)) for column in columns]
-    resolved = [(column, header) for column, header in resolved if header]
-    names = [header for _column, header in resolved]
-    duplicates = sorted({header for header in names if names.count(header) > 1})
-    if duplicates:
-        raise ValueError(f"headers in {where} name the column {duplicates[0]!r} twice.")
-    if not resolved:
-        raise ValueError(f"headers in {where} leave no column in the file.")
-    return resolved
 
 
 class CsvFormat:
@@ -262,9 +214,3 @@ def file_name(prefix: str, as_of: str, run_id: str, part: int | None, extension:
 
 def valid_name_part(text: str) -> bool:
     return _NAME_PART.fullmatch(text) is not None and not text.startswith(".")
-
-
-def cells_of(row: Mapping[str, Any], columns: Sequence[tuple[Column, str]]) -> list[str]:
-    """The cells of one mart row, in file order (CellError names a bad column)."""
-    return [format_cell(row.get(column.source), column.kind, header)
-            for column, header in columns]

@@ -1,7 +1,8 @@
 """The loop of destinations delivered as files.
 
-read the mart (rows still to deliver, per the ledger; every row with --force)
-  -> validate (invalid rows are recorded as rejected, never written)
+read the mart (rows still to deliver, per the ledger; every row with --force):
+  its columns but delivery_key are the file's, in mart order, named as the header
+  (the mart is the file; which rows and every cell's text were decided in SQL)
   -> write CSV parts in the staging folder, in a stable order, split at the limits
   -> per part: record its rows in the journal, upload it (temp name, size check,
      rename), then record its rows as delivered and the file with its SHA-256
@@ -26,7 +27,14 @@ from typing import Any, TypeVar
 
 from shipper.config import Config, ConfigError
 from shipper.delivery import DestinationReport, Hooks, Progress
-from shipper.files.csvfile import CellError, CsvFormat, FinishedPart, PartFile, file_name
+from shipper.files.csvfile import (
+    CellError,
+    CsvFormat,
+    FinishedPart,
+    PartFile,
+    file_name,
+    format_cell,
+)
 from shipper.files.destination import FileDestination
 from shipper.files.journal import CHUNK_ROWS, FileJournal
 from shipper.files.transports import (
@@ -107,6 +115,7 @@ def ship_files(
         mart = destination.settings.mart
         relation = source.relation(read_cursor, mart)
         check_columns(read_cursor, relation, mart, destination.columns)
+        layout = destination.file_columns(read_cursor, relation)
         if dry_run:
             transport = DirectoryTransport(outbox_dir / name)
         else:
@@ -116,8 +125,8 @@ def ship_files(
         if staging_root is not None:
             staging_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"ship-{name}-", dir=staging_root) as staging:
-            run = _FileRun(destination, ledger, journal, transport, report, run_id, hooks,
-                           progress, Path(staging), force)
+            run = _FileRun(destination, layout, ledger, journal, transport, report, run_id,
+                           hooks, progress, Path(staging), force)
             if journal is not None:
                 run.recover_earlier_runs()
             run.write_and_deliver(read_cursor, relation, read_batch_rows)
@@ -206,7 +215,8 @@ def _path_setting(destination: FileDestination, key: str, config: Config | None)
 class _FileRun:
     """One destination in one run: the state the steps share."""
 
-    def __init__(self, destination: FileDestination, ledger: Ledger,
+    def __init__(self, destination: FileDestination, layout: list[tuple[str, str]],
+                 ledger: Ledger,
                  journal: FileJournal | None, transport: Transport, report: FileReport,
                  run_id: str, hooks: Hooks, progress: Progress, staging: Path,
                  force: bool) -> None:
@@ -225,7 +235,9 @@ class _FileRun:
         self.force = force
         self.policy = RetryPolicy.from_settings(self.settings)
         self.rng = hooks.rng or random.Random()
-        self.format = CsvFormat(destination.headers, self.settings.file_format)
+        self.layout = layout
+        self.headers = [name for name, _kind in layout]
+        self.format = CsvFormat(self.headers, self.settings.file_format)
         self.as_of = destination.as_of_label(hooks.wallclock())
         self.prefix = self.settings.file_prefix or self.name
         self.part: PartFile | None = None
@@ -278,7 +290,10 @@ class _FileRun:
         destination = self.destination
         counts = self.counts
         live = self.journal is not None
-        sql, already = self.ledger.stage_pending(cursor, self.name, relation, destination.columns,
+        headers = self.headers
+        kinds = [kind for _name, kind in self.layout]
+        columns = list(dict.fromkeys(["delivery_key", *headers, *destination.columns]))
+        sql, already = self.ledger.stage_pending(cursor, self.name, relation, columns,
                                                  resend_when_changed=self.force)
         counts.read += already
         counts.skipped += already
@@ -292,34 +307,39 @@ class _FileRun:
 
         previous_group: Any = object()
         for record_batch in stream_batches(cursor, sql, None, read_batch_rows):
+            data = record_batch.to_pydict()
+            keys = data["delivery_key"]
+            cells_by_column = [data[header] for header in headers]
+            groups = data[group] if group else None
+            group_sizes = data.get("__group_rows")
             rejected: list[DeliveryRecord] = []
-            for row in record_batch.to_pylist():
+            for index, key in enumerate(keys):
                 counts.read += 1
-                for column in ("__ledger_status", "__ledger_fingerprint", "__ledger_rejected_by"):
-                    row.pop(column, None)
-                size_of_group = row.pop("__group_rows", None)
-                key = row.get("delivery_key")
                 if key is None or key == "":
                     counts.count_rejection("delivery_key is missing")
                     continue
                 key = str(key)
-                reason = destination.validate(row)
-                line = b""
-                if reason is None:
-                    try:
-                        cells = destination.cells(row)
-                        line = self.format.encode(cells)
-                    except CellError as exc:
-                        reason = str(exc)
-                    except UnicodeEncodeError:
-                        reason = "text is not valid UTF-8"
+                # Not a row check (the mart's dbt tests are): a value no CSV cell can
+                # hold as it is (a NaN, text that is not UTF-8) is refused, not written.
+                try:
+                    cells = [format_cell(values[index], kind, header) for values, kind, header
+                             in zip(cells_by_column, kinds, headers, strict=True)]
+                    line = self.format.encode(cells)
+                except CellError as exc:
+                    reason: str | None = str(exc)
+                except UnicodeEncodeError:
+                    reason = "text is not valid UTF-8"
+                else:
+                    reason = None
                 if reason is not None:
                     counts.count_rejection(reason)
                     rejected.append(DeliveryRecord(key, "rejected", None, "validation", 0,
                                                    reason))
                     continue
-                starts_group = group is None or row.get(group) != previous_group
-                previous_group = row.get(group) if group else previous_group
+                group_value = groups[index] if groups is not None else None
+                starts_group = groups is None or group_value != previous_group
+                previous_group = group_value if groups is not None else previous_group
+                size_of_group = group_sizes[index] if group_sizes is not None else None
                 if self.part is not None and not self.part.has_room(
                         len(line), (size_of_group or 1) if starts_group else None):
                     self._finish_part(split=True)
@@ -327,8 +347,7 @@ class _FileRun:
                     self._start_part()
                 assert self.part is not None
                 self.part.write_row(line)
-                self.part_rows.append(
-                    (key, fingerprint(dict(zip(destination.headers, cells, strict=True)))))
+                self.part_rows.append((key, fingerprint(dict(zip(headers, cells, strict=True)))))
                 if len(self.part_rows) >= CHUNK_ROWS:
                     self._flush_rows()
             if live and rejected:

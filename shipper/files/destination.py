@@ -1,10 +1,13 @@
-"""What a file destination module provides: its header mapping, its checks, its settings.
+"""What a file destination module provides: its settings, its limits, its file names.
 
 A file destination is a `Destination` (it joins the same registry, reads its
-mart the same way, and `ship validate` checks it the same way) whose rows go
-into CSV files instead of HTTP requests. A module subclasses `FileDestination`,
-declares `file_columns` (the one place the platform's header names live) and
-`validate`, and decorates the class with `@register`. The file loop in
+mart the same way, and `ship validate` checks it) whose rows go into CSV files
+instead of HTTP requests. Its mart is the file (docs/marts.md): `delivery_key`
+first (the ledger key, not written), then the file's columns in file order,
+each named as the file's header; which rows, how each cell is formatted and
+whether a row can be sent are decided in SQL and proved by the mart's dbt
+tests. A module subclasses `FileDestination`, sets its mart, limits and row
+order, and decorates the class with `@register`. The file loop in
 `shipper.files.delivery` does the rest: files, limits, transport, ledger.
 
 Credentials come from the environment only, named after the destination:
@@ -24,13 +27,8 @@ from typing import Any, ClassVar
 from shipper import redact
 from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import Destination
-from shipper.files.csvfile import (
-    DELIMITERS,
-    Column,
-    cells_of,
-    resolve_headers,
-    valid_name_part,
-)
+from shipper.files.csvfile import DELIMITERS, kind_of, valid_name_part
+from shipper.reader import MartError, quote_identifier
 
 TRANSPORTS = ("sftp", "directory")
 SECRET_SUFFIXES = ("SFTP_PASSWORD", "SFTP_KEY_PATH", "SFTP_PRIVATE_KEY", "SFTP_KEY_PASSPHRASE")
@@ -69,9 +67,6 @@ class FileDestinationSettings(DestinationSettings):
     max_bytes_per_file: int = setting(
         0, "Bytes per file (counted before compression) before the next part; 0 = no limit."
     )
-    headers: tuple[str, ...] = setting(
-        (), "Header renames, '<column>=<header>'; an empty header leaves the column out."
-    )
     staging_dir: str = setting("", "Where files are written before upload; default: system temp.")
     sftp_host: str = setting("", "SFTP server host name.")
     sftp_port: int = setting(22, "SFTP server port.")
@@ -91,10 +86,6 @@ class FileDestination(Destination):
 
     settings_class: ClassVar[type[DestinationSettings]] = FileDestinationSettings
     max_batch_size: ClassVar[int] = 10_000_000
-    # The platform's columns, in file order: the one place header names live.
-    file_columns: ClassVar[tuple[Column, ...]]
-    # Mart columns `validate` reads that are not written to the file.
-    check_columns: ClassVar[tuple[str, ...]] = ()
     # Order of the rows in a file (deterministic: the same rows give the same bytes).
     sort_columns: ClassVar[tuple[str, ...]] = ("delivery_key",)
     # Rows sharing this column's value are never split over two files by the row limit.
@@ -106,22 +97,16 @@ class FileDestination(Destination):
         if "name" in cls.__dict__:
             prefix = cls.env_prefix()
             cls.credential_env = tuple(f"{prefix}_{suffix}" for suffix in SECRET_SUFFIXES[:3])
-        if getattr(cls, "file_columns", None):
-            wanted = ["delivery_key", *cls.check_columns,
-                      *(column.source for column in cls.file_columns), *cls.sort_columns]
-            if cls.group_column:
-                wanted.append(cls.group_column)
-            cls.columns = tuple(dict.fromkeys(wanted))
+        wanted = ["delivery_key", *cls.sort_columns]
+        if cls.group_column:
+            wanted.append(cls.group_column)
+        # The columns the loop itself needs; every other mart column is a file column too.
+        cls.columns = tuple(dict.fromkeys(wanted))
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
                  now: Callable[[], float] = time.time) -> None:
         super().__init__(settings, credentials, now)
-        self.layout = self._check_settings()
-
-    # -- what a module implements ------------------------------------------------------------
-
-    def validate(self, row: Mapping[str, Any]) -> str | None:
-        raise NotImplementedError
+        self._check_settings()
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -157,17 +142,36 @@ class FileDestination(Destination):
             return None
         return found
 
-    @property
-    def headers(self) -> list[str]:
-        return [header for _column, header in self.layout]
+    def file_columns(self, con: Any, relation: str) -> list[tuple[str, str]]:
+        """The mart's columns but delivery_key, in mart order, with the kind of cell each
+        makes ("text", "integer", "decimal"): the file's header and columns.
 
-    def cells(self, row: Mapping[str, Any]) -> list[str]:
-        """The row's cells in file order (CellError when a value does not fit its column)."""
-        return cells_of(row, self.layout)
-
-    def file_row(self, row: Mapping[str, Any]) -> dict[str, str]:
-        """The row as it appears in the file, by header (also what is fingerprinted)."""
-        return dict(zip(self.headers, self.cells(row), strict=True))
+        MartError when the mart has no delivery_key, no other column, or a column a
+        file cannot hold as it is (format it as text in SQL).
+        """
+        mart = self.settings.mart
+        relation_info = con.sql(f"select * from {relation} limit 0")
+        names = list(relation_info.columns)
+        types = [str(kind) for kind in relation_info.types]
+        if "delivery_key" not in names:
+            raise MartError(f"{mart} lacks column delivery_key: rebuild it to the contract in "
+                            "docs/marts.md.")
+        layout: list[tuple[str, str]] = []
+        for name, duckdb_type in zip(names, types, strict=True):
+            if name == "delivery_key":
+                continue
+            kind = kind_of(duckdb_type)
+            if kind is None:
+                raise MartError(
+                    f"{mart} column {quote_identifier(name)} is {duckdb_type}: a file column "
+                    "is varchar (formatted in SQL) or a number; cast it in the model.")
+            if any(char in name for char in "\r\n"):
+                raise MartError(f"{mart} column {name!r} holds a line break: rename it.")
+            layout.append((name, kind))
+        if not layout:
+            raise MartError(f"{mart} has no column but delivery_key: a file destination's "
+                            "mart holds the file's columns after it (docs/marts.md).")
+        return layout
 
     def as_of_label(self, run_started: float) -> str:
         """The date in file names: `as_of` when set, else the run's UTC date."""
@@ -175,7 +179,7 @@ class FileDestination(Destination):
             return self.settings.as_of[:10]
         return dt.datetime.fromtimestamp(run_started, dt.UTC).strftime("%Y-%m-%d")
 
-    def _check_settings(self) -> list[tuple[Column, str]]:
+    def _check_settings(self) -> None:
         settings = self.settings
         name = self.name
         prefix = self.env_prefix()
@@ -203,8 +207,3 @@ class FileDestination(Destination):
                 raise ConfigError(f"{key} for {name} must not be negative: {fix(key)}.")
         if not 0 < settings.sftp_port < 65536:
             raise ConfigError(f"sftp_port for {name} must be a TCP port: {fix('sftp_port')}.")
-        try:
-            return resolve_headers(self.file_columns, settings.headers,
-                                   f"[destinations.{name}] (or {prefix}_HEADERS)")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None

@@ -56,14 +56,17 @@ def test_environment_overrides_win_over_the_file(tmp_path):
         "META_BATCH_SIZE": "250", "META_DATASET_ID": "from-env", "META_ENABLED": "false",
         "META_BASE_URL": "http://127.0.0.1:9", "META_REQUESTS_PER_SECOND": "2.5",
         "TIKTOK_RETRYABLE_CODES": "40100, 7", "SHIP_LEDGER_PATH": "elsewhere.duckdb",
+        "SHIP_OUTBOX_DIR": "out",
     })
     meta = config.settings_for("meta")
     assert (meta.batch_size, meta.dataset_id, meta.enabled) == (250, "from-env", False)
     assert meta.base_url == "http://127.0.0.1:9"
     assert meta.requests_per_second == 2.5
     assert config.settings_for("tiktok").retryable_codes == (40100, 7)
-    # Paths from the environment are relative to the cwd, not to the file.
-    assert config.ship.ledger_path == "elsewhere.duckdb"
+    # Paths are made absolute once: from the environment relative to the cwd, but the
+    # ledger's, which is relative to the file so that every run finds the same one.
+    assert config.ship.outbox_dir == str(Path.cwd() / "out")
+    assert config.ship.ledger_path == str(tmp_path / "elsewhere.duckdb")
 
 
 def test_env_override_changes_the_batching_of_a_real_run(workspace):
