@@ -19,6 +19,7 @@ certificate checks off (a private CA can be given with REQUESTS_CA_BUNDLE).
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import threading
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from shipper import __version__
@@ -36,6 +38,9 @@ from shipper.redact import get_logger, guard_third_party_loggers, scrub
 
 log = get_logger(__name__)
 guard_third_party_loggers()
+
+# No platform's answer to a batch comes near this; a larger one is not the platform's.
+MAX_RESPONSE_BYTES = 16 * 2**20
 
 USER_AGENT = f"offline-conversions-shipper/{__version__} python-requests/{requests.__version__}"
 
@@ -166,6 +171,8 @@ class RetryingSession:
         self.name = name
         self.policy = policy
         self.timeout = (connect_timeout, read_timeout)
+        # One attempt, headers and body, ends by then whatever the server does.
+        self.deadline = connect_timeout + read_timeout
         self.rate_limiter = rate_limiter
         self._clock = clock
         self._sleep = sleep
@@ -215,14 +222,20 @@ class RetryingSession:
                 response = self._session.request(
                     request.method, request.url, params=dict(request.params) or None,
                     headers=dict(request.headers), data=body, timeout=self.timeout,
+                    stream=True,
                 )
-                status = response.status_code
-                payload = _parse_body(response)
+                try:
+                    status = response.status_code
+                    payload = _parse_body(response, _read_body(response, self.deadline))
+                finally:
+                    response.close()
             except _NOT_RETRYABLE as exc:
                 return SendResult(None, attempt, "fatal", scrub(f"{type(exc).__name__}: {exc}"))
-            except requests.exceptions.Timeout:
+            except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
                 reason = f"no response within {self.timeout[1]:g} s"
-            except requests.exceptions.RequestException as exc:
+            except _BadAnswer as exc:
+                reason = str(exc)
+            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
                 reason = scrub(f"connection failed ({type(exc).__name__}: {_short(exc)})")
             else:
                 retry_after = wait_from_headers(response.headers, self._wallclock())
@@ -256,13 +269,34 @@ class RetryingSession:
         return SendResult(None, attempts, "gave_up", scrub(detail))
 
 
-def _parse_body(response: requests.Response) -> Any:
-    if not response.content:
+class _BadAnswer(Exception):
+    """An answer too slow or too large to be the platform's (a proxy, a drip)."""
+
+
+def _read_body(response: requests.Response, seconds: float) -> bytes:
+    """The whole body, within `seconds` of now and MAX_RESPONSE_BYTES: a server that
+    drips a byte at a time defeats the per-read timeout, and one that sends hundreds
+    of megabytes would take that much memory."""
+    deadline = time.monotonic() + seconds  # the network's time, never a test's fake clock
+    body = bytearray()
+    while True:
+        chunk = response.raw.read1(65_536, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise _BadAnswer(f"an answer larger than {MAX_RESPONSE_BYTES // 2**20} MB")
+        if time.monotonic() > deadline:
+            raise _BadAnswer(f"the answer took longer than {seconds:g} s to arrive")
+
+
+def _parse_body(response: requests.Response, content: bytes) -> Any:
+    if not content:
         return None
     try:
-        return response.json()
+        return json.loads(content)
     except ValueError:
-        return response.text[:1000]
+        return content[:1000].decode(response.encoding or "utf-8", errors="replace")
 
 
 def _snippet(payload: Any) -> str:

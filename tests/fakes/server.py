@@ -70,7 +70,17 @@ class Stall:
     seconds: float
 
 
-Behaviour = Reply | Reset | Stall
+@dataclass(frozen=True)
+class Drip:
+    """Answer 200 with a body of `size` bytes, one byte every `interval` seconds (each
+    within any per-read timeout), at most `bytes_before_hanging_up` of them."""
+
+    interval: float
+    size: int = 1000
+    bytes_before_hanging_up: int = 50
+
+
+Behaviour = Reply | Reset | Stall | Drip
 
 
 class FakeApp:
@@ -156,6 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(behaviour, Stall):
             time.sleep(behaviour.seconds)
             self._reset()
+        elif isinstance(behaviour, Drip):
+            self._drip(behaviour)
         else:
             self._reply(behaviour)
 
@@ -175,6 +187,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _drip(self, drip: Drip) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(drip.size))
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            for _ in range(min(drip.size, drip.bytes_before_hanging_up)):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(drip.interval)
+        except OSError:
+            pass  # the client gave up, as it should
+        self._reset()
 
     def _reset(self) -> None:
         # SO_LINGER 0 turns close() into an RST; the fd closes once every file

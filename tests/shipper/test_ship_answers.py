@@ -4,9 +4,11 @@ or empty body, a bodyless 400 or 413) leave the rows to be sent again."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from tests.fakes.server import Reply
+from tests.fakes.server import Drip, Reply
 from tests.shipper import test_ship_google_ads as google_tests
 from tests.shipper import test_ship_pinterest as pinterest_tests
 from tests.shipper.marts import meta_row, tiktok_row
@@ -108,3 +110,34 @@ def test_pinterest_200_without_event_statuses_delivers_nothing(workspace, body):
     fake.fail_always(Reply(200, body))
     assert workspace.ship("run", "pinterest") == 2
     assert workspace.statuses("pinterest") == {"failed": 3}
+
+
+def test_a_server_dripping_its_answer_cannot_hold_the_run(workspace):
+    """One byte every 0.3 s keeps every socket read under its timeout; the attempt's own
+    deadline (connect + read timeout) ends it, and the rows are kept for the next run."""
+    fake = workspace.meta()
+    workspace.env(META_TIMEOUT_SECONDS="0.8", META_CONNECT_TIMEOUT_SECONDS="0.2",
+                  META_MAX_ATTEMPTS="2")
+    workspace.meta_mart(meta_row(i) for i in range(3))
+    fake.fail_always(Drip(interval=0.3, size=1000, bytes_before_hanging_up=40))
+
+    started = time.monotonic()
+    assert workspace.ship("run", "meta") == 2
+    assert time.monotonic() - started < 8  # two attempts of about a second, not 2 x 12 s
+
+    assert workspace.statuses("meta") == {"failed": 3}
+    with workspace.ledger() as ledger:
+        assert "took longer than 1 s" in ledger.delivery("meta", "order-0")["error"]
+
+
+def test_a_huge_answer_is_not_read_into_memory(workspace):
+    fake = workspace.meta()
+    workspace.env(META_MAX_ATTEMPTS="1")
+    workspace.meta_mart(meta_row(i) for i in range(3))
+    fake.fail_always(Reply(200, b"{" + b" " * (40 * 2**20) + b"}"))
+
+    assert workspace.ship("run", "meta") == 2
+
+    assert workspace.statuses("meta") == {"failed": 3}
+    with workspace.ledger() as ledger:
+        assert "larger than 16 MB" in ledger.delivery("meta", "order-0")["error"]
