@@ -157,6 +157,9 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
                    for name, cls in classes.items() if cls is not None}
     outbox_dir = Path(args.outbox or config.ship.outbox_dir)
     dry_run = bool(args.dry_run)
+    if dry_run and outbox_dir.exists() and not outbox_dir.is_dir():
+        raise ConfigError(f"the outbox {outbox_dir} is a file, not a folder: name a folder "
+                          "with --outbox (or outbox_dir under [ship]).")
     where = config.path.name if config.path else "shipper.toml"
     if not dry_run:
         # A live run never turns into a dry run, nor skips a destination: a scheduler
@@ -520,8 +523,19 @@ def _setup_logging(verbose: bool) -> logging.Handler:
     return handler
 
 
+def _printable(value: Any) -> str:
+    """A cell as text with control characters escaped: a platform's message or a mart
+    value must not move the cursor or recolour the terminal."""
+    text = str(value)
+    if not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text):
+        return text
+    return "".join(char if not (ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0)
+                   else f"\\x{ord(char):02x}" for char in text)
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(value) for value in headers]] + [[str(value) for value in row] for row in rows]
+    cells = ([[_printable(value) for value in headers]]
+             + [[_printable(value) for value in row] for row in rows])
     widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
     lines = []
     for row in cells:

@@ -17,6 +17,7 @@ the CLI prints it and exits 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -171,6 +172,12 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     ship_raw = _table(raw.get("ship", {}), "[ship]", where)
     ship = _parse(ShipSettings, ship_raw, section="ship", env_prefix="SHIP", env=env, where=where)
     ship = _resolve_paths(ship, ship_raw, base_dir, env)
+    if ship.read_batch_rows < 1:
+        raise ConfigError(f"read_batch_rows must be at least 1: fix it under [ship] in {where} "
+                          "or in SHIP_READ_BATCH_ROWS.")
+    if ship.progress_interval_seconds <= 0:
+        raise ConfigError(f"progress_interval_seconds must be above 0: fix it under [ship] in "
+                          f"{where} or in SHIP_PROGRESS_INTERVAL_SECONDS.")
     if ship.source not in ("duckdb", "parquet"):
         raise ConfigError(
             f"source must be 'duckdb' or 'parquet', not {ship.source!r}: fix it under [ship] "
@@ -278,8 +285,15 @@ def _parse(settings_class: type, table: Mapping[str, Any], *, section: str, env_
         env_name = next((candidate for candidate in env_names if candidate in env), None)
         if env_name is not None:
             values[name] = _from_env(env[env_name], kind, env_name)
+            label = env_name
         elif name in table:
-            values[name] = _from_file(table[name], kind, f"{name} under [{section}] in {where}")
+            label = f"{name} under [{section}] in {where}"
+            values[name] = _from_file(table[name], kind, label)
+        else:
+            continue
+        if isinstance(values[name], float) and not math.isfinite(values[name]):
+            # nan compares false with every limit, so it would switch a check off.
+            raise ConfigError(f"{label} must be a finite number, got {values[name]!r}.")
     return settings_class(**values)
 
 

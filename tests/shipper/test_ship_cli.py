@@ -169,3 +169,17 @@ def test_both_pinterest_paths_live_is_refused(workspace, capsys):
                   PINTEREST_FILE_DIRECTORY=str(workspace.root / "drop"))
     assert workspace.ship("run", "pinterest", "pinterest_file") == 2
     assert "count every sale twice" in capsys.readouterr().err
+
+
+def test_status_escapes_control_characters_a_platform_sent(workspace, capsys):
+    fake = workspace.meta()
+    fake.misbehave(fake.error(400, 100, "bad \x1b[31mevent\x1b[0m\r\ncolumn"))
+    workspace.meta_mart([meta_row(1)])
+    assert workspace.ship("run", "meta") == 1
+    capsys.readouterr()
+
+    assert workspace.ship("status") == 0
+
+    out = capsys.readouterr().out
+    assert "bad \\x1b[31mevent" in out
+    assert "\x1b" not in out and "\r" not in out

@@ -95,6 +95,13 @@ def test_env_override_changes_the_batching_of_a_real_run(workspace):
     ('[ship]\nsource = "s3"\n', {}, "source must be 'duckdb' or 'parquet'"),
     ("[destinations.meta\n", {}, "ship.toml is not valid TOML"),
     ("[warehouse]\nx = 1\n", {}, "unknown table [warehouse]"),
+    ("", {"META_TIMEOUT_SECONDS": "nan"}, "META_TIMEOUT_SECONDS must be a finite number"),
+    ("", {"META_GIVE_UP_AFTER_SECONDS": "inf"},
+     "META_GIVE_UP_AFTER_SECONDS must be a finite number"),
+    ("[destinations.meta]\ngive_up_after_seconds = nan\n", {},
+     "give_up_after_seconds under [destinations.meta] in ship.toml must be a finite number"),
+    ("[ship]\nread_batch_rows = 0\n", {}, "read_batch_rows must be at least 1"),
+    ("", {"SHIP_READ_BATCH_ROWS": "-5"}, "read_batch_rows must be at least 1"),
 ])
 def test_bad_config_raises_one_sentence(tmp_path, toml, env, expected):
     path = tmp_path / "ship.toml"
@@ -104,6 +111,13 @@ def test_bad_config_raises_one_sentence(tmp_path, toml, env, expected):
     message = str(raised.value)
     assert expected in message
     assert "\n" not in message and message.endswith(".")
+
+
+def test_an_outbox_that_is_a_file_is_one_sentence(workspace, capsys):
+    workspace.meta_mart([])
+    (workspace.root / "not-a-folder").write_text("x")
+    assert workspace.ship("run", "meta", "--dry-run", "--outbox", "not-a-folder") == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_bad_config_exits_2_with_one_sentence(workspace, capsys):
