@@ -65,6 +65,14 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks | None = None) -> in
     except (ConfigError, MartError, LedgerError) as exc:
         print(scrub(f"ship: {exc}"), file=sys.stderr)
         return 2
+    except (duckdb.Error, OSError) as exc:
+        # The ledger or a scratch file could not be written (a full disk, a file removed
+        # under a run): nothing more can be recorded, so nothing more is sent.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(scrub(f"ship: stopped, the ledger or a file beside it could not be written "
+                    f"({first}): check the disk and the ledger, then run again."),
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ship: interrupted; run it again to continue where it stopped.", file=sys.stderr)
         return 2

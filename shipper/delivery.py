@@ -280,6 +280,12 @@ def ship_destination(destination: RestDestination, context: RunContext) -> Desti
     except KeyboardInterrupt:
         interrupted = True
         raise
+    # A full disk, a file removed under the run: the ledger cannot take what was sent.
+    except (duckdb.IOException, duckdb.TransactionException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        report.problem = scrub(f"the ledger or a scratch file beside it could not be written "
+                               f"({first}): check the disk space")
+        log.error("%s: %s", name, report.problem)
     except Exception as exc:  # a bug: this destination stops, recorded as incomplete
         report.problem = scrub(f"internal error: {type(exc).__name__}: {exc}")
         log.exception("%s: stopped by an unexpected error", name)

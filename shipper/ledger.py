@@ -284,6 +284,12 @@ class Ledger:
             con.execute(
                 "update runs set status = 'interrupted' where status = 'running'"
             )
+        except duckdb.Error as exc:
+            con.close()
+            raise LedgerError(
+                f"the ledger {path} cannot be read ({_first_line(exc)}): restore it (with its "
+                ".wal) from a backup, or move it aside and run with --first-run."
+            ) from None
         except Exception:
             con.close()
             raise

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from shipper.ledger import Ledger
 from shipper.redact import register_secret, scrub
 from tests.shipper.marts import META_TOKEN, meta_row
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _mode(path: Path) -> int:
@@ -141,3 +146,43 @@ def test_the_contact_mask_leaves_urls_readable():
         "upload to sftp://criteo@sftp.criteo.example/in failed")
     assert scrub("profile olivia.x+promo@gmail.com refused") == "profile <email> refused"
     assert scrub("phone +353854157718 refused") == "phone <phone> refused"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_ledger_stops_with_one_sentence(workspace, capsys, damage):
+    workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(3000))
+    assert workspace.ship("run", "meta") == 0
+    ledger = workspace.ledger_path
+    if damage == "truncated":
+        with ledger.open("r+b") as file:
+            file.truncate(ledger.stat().st_size // 2)
+    else:
+        ledger.write_bytes(b"not a ledger" * 1000)
+    capsys.readouterr()
+
+    assert workspace.ship("run", "meta") == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("ship: ") and str(ledger) in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_full_disk_stops_with_one_sentence(workspace):
+    """Writes past a file-size limit fail as on a full disk: the run stops, says so in
+    one sentence, and what was recorded before stays true."""
+    workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(20_000))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+
+    result = subprocess.run([sys.executable, "-m", "shipper", "run", "meta"], env=env,
+                            cwd=workspace.root, capture_output=True, text=True, timeout=120,
+                            preexec_fn=small_disk, check=False)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "could not be written" in result.stderr or "cannot be read" in result.stderr
