@@ -25,14 +25,16 @@ import duckdb
 from shipper import destinations
 from shipper.config import Config, ConfigError, load_config, require
 from shipper.delivery import DestinationReport, Progress, RunContext, ship_destination
-from shipper.destinations.base import EVENTS, RestDestination
+from shipper.destinations.base import EVENTS, Destination, RestDestination
 from shipper.files.delivery import ship_files
 from shipper.files.destination import FileDestination
+from shipper.guards import shrink_problem
 from shipper.hooks import Hooks
 from shipper.ledger import Ledger, LedgerError, RunCounts, set_memory_limit
 from shipper.reader import (
     DuckDBSource,
     MartError,
+    MartSource,
     check_columns,
     source_from_settings,
 )
@@ -114,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--outbox", metavar="DIR",
                      help="where --dry-run writes bodies (default: outbox_dir in the config)")
     run.add_argument("--as-of", metavar="WHEN", type=_as_of, help=as_of_help)
+    run.add_argument("--allow-shrink", action="store_true",
+                     help="ship a mart even when it is empty or much smaller than what the "
+                          "destination's last live run read (see max_shrink)")
     run.add_argument("--first-run", action="store_true",
                      help="send live even though the ledger has no record of a destination "
                           "that delivered before (after losing the ledger on purpose)")
@@ -214,7 +219,11 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
             destination = cls(settings, None if dry_run else credentials[name],
                               now=event_clock)
             report: DestinationReport
-            if isinstance(destination, FileDestination):
+            problem = None if dry_run or args.allow_shrink else _mart_problem(
+                ledger, source, destination, config)
+            if problem is not None:
+                report = _refused(ledger, run_id, name, problem)
+            elif isinstance(destination, FileDestination):
                 report = ship_files(
                     destination, ledger=ledger, source=source, run_id=run_id,
                     dry_run=dry_run, outbox_dir=outbox_dir,
@@ -236,6 +245,29 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
     if dry_run:
         print(f"dry run: request bodies are in {outbox_dir}; nothing was sent.")
     return max((report.exit_code for report in reports), default=0)
+
+
+def _mart_problem(ledger: Ledger, source: MartSource, destination: Destination,
+                  config: Config) -> str | None:
+    cursor = ledger.cursor()
+    try:
+        mart = destination.settings.mart
+        relation = source.relation(cursor, mart)
+        return shrink_problem(cursor, relation, mart, destination.name, ledger,
+                              config.ship.max_shrink)
+    except MartError as exc:
+        return str(exc)
+    finally:
+        cursor.close()
+
+
+def _refused(ledger: Ledger, run_id: str, name: str, problem: str) -> DestinationReport:
+    """A destination stopped before sending anything, recorded as such."""
+    log.error("%s: %s", name, problem)
+    report = DestinationReport(name, "live", problem=problem)
+    ledger.start_run(run_id, name, "live")
+    ledger.finish_run(run_id, name, report.counts, report.status, problem)
+    return report
 
 
 def _check_the_ledger_remembers(ledger: Ledger, names: Sequence[str]) -> None:

@@ -71,6 +71,11 @@ class ShipSettings:
         "64MB", "DuckDB memory limit of each of the shipper's two DuckDB databases (the "
         "ledger, and the reader that streams the mart); joins spill beyond it."
     )
+    max_shrink: float = setting(
+        0.5, "A live run stops a destination whose mart is empty or holds fewer rows than "
+             "(1 - max_shrink) times what its last live run read (ship run --allow-shrink "
+             "ships it anyway)."
+    )
     progress_interval_seconds: float = setting(
         10.0, "Seconds between progress lines when output is not a terminal."
     )
@@ -175,6 +180,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     if ship.read_batch_rows < 1:
         raise ConfigError(f"read_batch_rows must be at least 1: fix it under [ship] in {where} "
                           "or in SHIP_READ_BATCH_ROWS.")
+    if not 0 <= ship.max_shrink < 1:
+        raise ConfigError(f"max_shrink must be at least 0 and below 1 (a share of rows): fix "
+                          f"it under [ship] in {where} or in SHIP_MAX_SHRINK.")
     if ship.progress_interval_seconds <= 0:
         raise ConfigError(f"progress_interval_seconds must be above 0: fix it under [ship] in "
                           f"{where} or in SHIP_PROGRESS_INTERVAL_SECONDS.")

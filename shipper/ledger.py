@@ -361,6 +361,14 @@ class Ledger:
         temporary.write_text(json.dumps(sorted(names | {destination})) + "\n")
         temporary.replace(self.marker_path)
 
+    def last_live_rows_read(self, destination: str) -> int | None:
+        """Rows the last live run of `destination` that completed read, or None."""
+        row = self._con.execute(
+            "select rows_read from runs where destination = ? and mode = 'live' "
+            "and status in ('ok', 'rejections') order by started_at desc limit 1",
+            [destination]).fetchone()
+        return int(row[0]) if row else None
+
     def has_deliveries(self, destination: str) -> bool:
         row = self._con.execute(
             "select count(*) from (select 1 from deliveries where destination = ? and "

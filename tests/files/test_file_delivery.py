@@ -44,17 +44,16 @@ def test_dry_run_writes_the_file_into_the_outbox_and_marks_nothing(files: FileTe
     assert len(list((files.ws.outbox / "criteo").iterdir())) == 2
 
 
-def test_no_credentials_means_skipped_with_one_line_naming_the_variables(files: FileTests,
-                                                                        capsys):
+def test_no_credentials_stop_a_live_run_with_one_line_naming_the_variables(files: FileTests,
+                                                                            capsys):
     files.mart("criteo", [criteo_row(1)])
     files.env(CRITEO_SFTP_HOST="127.0.0.1", CRITEO_SFTP_USER="nobody", META_ACCESS_TOKEN="x" * 20)
     files.ws.meta_mart([])
-    assert files.ship("run", "criteo", "meta") == 0
+    assert files.ship("run", "criteo", "meta") == 2
     err = capsys.readouterr().err
-    skip = [line for line in err.splitlines() if "skipped, set" in line]
-    assert skip == [("criteo: skipped, set CRITEO_SFTP_PASSWORD or CRITEO_SFTP_KEY_PATH (or "
-                     "the key itself in CRITEO_SFTP_PRIVATE_KEY) to send to Criteo.")]
-    assert files.statuses("criteo") == {}
+    assert ("criteo cannot be sent without CRITEO_SFTP_PASSWORD or CRITEO_SFTP_KEY_PATH (or "
+            "the key itself in CRITEO_SFTP_PRIVATE_KEY)") in err
+    assert not files.ws.ledger_path.exists()  # nothing was attempted
 
 
 def test_directory_delivery_records_files_and_rows_and_a_rerun_sends_nothing(files: FileTests,
@@ -70,8 +69,8 @@ def test_directory_delivery_records_files_and_rows_and_a_rerun_sends_nothing(fil
     assert rows[0] == ["email", "event_time", "event_type", "value", "currency", "order_id",
                        "quantity"]
     first = pinterest_row(0)
-    assert rows[1] == [first["em"], str(first["event_time"]), "checkout", first["value"], "USD",
-                       "SO-0", "1"]
+    assert rows[1] == [first["email"], str(first["event_time"]), "checkout", first["value"],
+                       "USD", "SO-0", "1"]
     (record,) = files.files_table("pinterest_file")
     assert record["status"] == "delivered"
     assert record["rows"] == 5
@@ -117,11 +116,13 @@ def test_the_same_content_is_not_uploaded_twice_without_force(files: FileTests, 
     target = files.directory("criteo")
     files.mart("criteo", [criteo_row(1), criteo_row(2)])
     assert files.ship("run", "criteo") == 0
-    # The deliveries vanish (someone cleared them): the rows are pending again, but the
-    # file they make is byte for byte one already delivered.
+    # The deliveries vanish (someone cleared them): a live run refuses to go on until
+    # told it is meant; then the rows are pending again, but the file they make is byte
+    # for byte one already delivered.
     with duckdb.connect(str(files.ws.ledger_path)) as con:
         con.execute("delete from deliveries")
-    assert files.ship("run", "criteo") == 0
+    assert files.ship("run", "criteo") == 2
+    assert files.ship("run", "criteo", "--first-run") == 0
     assert len(files.listing(target)) == 1
     assert [record["status"] for record in files.files_table("criteo")] == [
         "delivered", "duplicate"]
@@ -196,36 +197,43 @@ def test_formula_injection_is_neutralised_and_numbers_stay_numbers(files: FileTe
     assert cells[2]["item_ids"] == 'a "b"'
 
 
-def test_invalid_rows_are_rejected_with_a_reason_and_left_out(files: FileTests, capsys):
+def test_the_file_is_the_mart_header_and_cells_in_mart_order(files: FileTests):
+    """Whatever columns the mart has (here an analyst's reordered and extra ones), the file
+    holds every one but delivery_key, in mart order, the header being the column names;
+    numbers stay numbers (unguarded), text is guarded, NULL is an empty cell."""
     target = files.directory("pinterest_file")
+    columns = {"delivery_key": "varchar", "order_id": "varchar", "Order Value": "decimal(18, 2)",
+               "quantity": "integer", "adjustment": "bigint", "note": "varchar",
+               "ratio": "double"}
     files.mart("pinterest_file", [
-        pinterest_row(1),
-        pinterest_row(2, em=None),
-        pinterest_row(3, value="=1+2"),
-        pinterest_row(4, event_time=1),
-    ])
-    assert files.ship("run", "pinterest_file") == 1
-    (name,) = files.listing(target)
-    assert [row[5] for row in read_rows(target / name)[1:]] == ["SO-1"]
-    with files.ws.ledger() as ledger:
-        reasons = {row["delivery_key"]: row["reason"] for row in ledger.rejections()}
-    assert reasons == {
-        "evt-00002": "em is not a 64-character lower-case hex SHA-256",
-        "evt-00003": "value is not a number",
-        "evt-00004": "event_time is older than 30 days",
-    }
+        {"delivery_key": "k1", "order_id": "SO-1", "Order Value": "7.50", "quantity": 3,
+         "adjustment": -5, "note": "-5", "ratio": 0.00001},
+        {"delivery_key": "k2", "order_id": "=SUM(A1)", "Order Value": None, "quantity": None,
+         "adjustment": 0, "note": None, "ratio": None},
+    ], columns)
 
-
-def test_headers_renamed_in_the_config_file(files: FileTests):
-    target = files.directory("pinterest_file")
-    config = files.ws.config_path
-    config.write_text(config.read_text() + '\n[destinations.pinterest_file]\n'
-                      'headers = ["order_id=Order ID", "quantity="]\n')
-    files.mart("pinterest_file", [pinterest_row(1)])
     assert files.ship("run", "pinterest_file") == 0
+
     (name,) = files.listing(target)
-    assert read_rows(target / name)[0] == ["email", "event_time", "event_type", "value",
-                                           "currency", "Order ID"]
+    assert read_rows(target / name) == [
+        ["order_id", "Order Value", "quantity", "adjustment", "note", "ratio"],
+        ["SO-1", "7.50", "3", "-5", "'-5", "0.00001"],
+        ["'=SUM(A1)", "", "", "0", "", ""],
+    ]
+    assert files.statuses("pinterest_file") == {"delivered": 2}
+
+
+def test_a_mart_that_is_not_a_file_is_a_clear_problem(files: FileTests, capsys):
+    files.directory("snapchat_file")
+    files.mart("snapchat_file", [{"delivery_key": "k1", "day": "2026-11-27"}],
+               {"delivery_key": "varchar", "day": "date"})
+    assert files.ship("run", "snapchat_file") == 2
+    assert 'column "day" is DATE: a file column is varchar' in capsys.readouterr().out
+
+    files.mart("snapchat_file", [{"delivery_key": "k1"}], {"delivery_key": "varchar"})
+    assert files.ship("run", "snapchat_file") == 2
+    assert "has no column but delivery_key" in capsys.readouterr().out
+    assert files.statuses("snapchat_file") == {}
 
 
 def test_file_names_carry_the_configured_as_of_and_prefix(files: FileTests):

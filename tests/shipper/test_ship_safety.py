@@ -186,3 +186,36 @@ def test_a_full_disk_stops_with_one_sentence(workspace):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "could not be written" in result.stderr or "cannot be read" in result.stderr
+
+
+# -- a mart that is not the one to send ---------------------------------------------------------
+
+
+def test_an_empty_mart_stops_a_live_run_unless_allowed(workspace, capsys):
+    fake = workspace.meta()
+    workspace.meta_mart([])
+
+    assert workspace.ship("run", "meta") == 2
+    assert "meta_conversions is empty" in capsys.readouterr().err
+    with workspace.ledger() as ledger:
+        (run,) = ledger.recent_runs(["meta"])
+    assert run["status"] == "incomplete" and "is empty" in run["message"]
+
+    assert workspace.ship("run", "meta", "--allow-shrink") == 0
+    assert workspace.ship("run", "meta", "--dry-run") == 0  # a rehearsal is not stopped
+    assert fake.requests == []
+
+
+def test_a_mart_that_shrank_stops_a_live_run_unless_allowed(workspace, capsys):
+    fake = workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(100))
+    assert workspace.ship("run", "meta") == 0
+
+    workspace.meta_mart(meta_row(i) for i in range(100, 130))  # 70% fewer rows
+    assert workspace.ship("run", "meta") == 2
+    assert "70% fewer than the 100 the last live run of meta read" in capsys.readouterr().err
+    assert len(fake.accepted_ids) == 100
+
+    workspace.env(SHIP_MAX_SHRINK="0.8")
+    assert workspace.ship("run", "meta") == 0
+    assert len(fake.accepted_ids) == 130
