@@ -28,7 +28,7 @@ from shipper.delivery import DestinationReport, Progress, RunContext, ship_desti
 from shipper.destinations.base import EVENTS, Destination, RestDestination
 from shipper.files.delivery import ship_files
 from shipper.files.destination import FileDestination
-from shipper.guards import shrink_problem
+from shipper.guards import build_problem, shrink_problem
 from shipper.hooks import Hooks
 from shipper.ledger import Ledger, LedgerError, RunCounts, set_memory_limit
 from shipper.reader import (
@@ -36,6 +36,7 @@ from shipper.reader import (
     MartError,
     MartSource,
     check_columns,
+    fetch_one,
     source_from_settings,
 )
 from shipper.redact import ScrubFilter, get_logger, guard_third_party_loggers, scrub
@@ -219,10 +220,11 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
             destination = cls(settings, None if dry_run else credentials[name],
                               now=event_clock)
             report: DestinationReport
-            problem = None if dry_run or args.allow_shrink else _mart_problem(
-                ledger, source, destination, config)
+            problem = _mart_problem(ledger, source, destination, config,
+                                    check_size=not (dry_run or args.allow_shrink))
             if problem is not None:
-                report = _refused(ledger, run_id, name, problem)
+                report = _refused(ledger, run_id, name, problem,
+                                  "dry_run" if dry_run else "live")
             elif isinstance(destination, FileDestination):
                 report = ship_files(
                     destination, ledger=ledger, source=source, run_id=run_id,
@@ -248,24 +250,43 @@ def cmd_run(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
 
 
 def _mart_problem(ledger: Ledger, source: MartSource, destination: Destination,
-                  config: Config) -> str | None:
+                  config: Config, check_size: bool) -> str | None:
+    """Why the destination's mart is not the one to send (stale, empty, shrunk), or None."""
     cursor = ledger.cursor()
     try:
         mart = destination.settings.mart
         relation = source.relation(cursor, mart)
-        return shrink_problem(cursor, relation, mart, destination.name, ledger,
-                              config.ship.max_shrink)
+        builds = _build_log(cursor, source)
+        problem = build_problem(cursor, builds, mart) if builds else None
+        if problem is None and check_size:
+            problem = shrink_problem(cursor, relation, mart, destination.name, ledger,
+                                     config.ship.max_shrink)
+        return problem
     except MartError as exc:
         return str(exc)
     finally:
         cursor.close()
 
 
-def _refused(ledger: Ledger, run_id: str, name: str, problem: str) -> DestinationReport:
+def _build_log(cursor: duckdb.DuckDBPyConnection, source: MartSource) -> str | None:
+    """The dbt build log beside the marts, or None where there is none (Parquet exports,
+    marts written by something else than this project's dbt build)."""
+    if not isinstance(source, DuckDBSource):
+        return None
+    try:
+        return source.relation(cursor, "dbt_builds")
+    except MartError:
+        log.info("no dbt_builds table beside the marts: whether they come from the latest "
+                 "build is not checked")
+        return None
+
+
+def _refused(ledger: Ledger, run_id: str, name: str, problem: str,
+             mode: str) -> DestinationReport:
     """A destination stopped before sending anything, recorded as such."""
     log.error("%s: %s", name, problem)
-    report = DestinationReport(name, "live", problem=problem)
-    ledger.start_run(run_id, name, "live")
+    report = DestinationReport(name, mode, problem=problem)
+    ledger.start_run(run_id, name, mode)
     ledger.finish_run(run_id, name, report.counts, report.status, problem)
     return report
 
@@ -495,7 +516,7 @@ def _payload_problems(con: duckdb.DuckDBPyConnection, relation: str,
     age = destination.max_age_seconds
     expired = (f"count(*) filter (where event_time < {int(destination.now()) - age})"
                if destination.kind == EVENTS and age is not None else "0")
-    total, missing_key, repeated, not_object, old = con.execute(f"""
+    total, missing_key, repeated, not_object, old = fetch_one(con, f"""
         select
             count(*),
             count(*) filter (where delivery_key is null),
@@ -505,7 +526,7 @@ def _payload_problems(con: duckdb.DuckDBPyConnection, relation: str,
                                '') <> 'OBJECT'),
             {expired}
         from {relation}
-    """).fetchone() or (0, 0, 0, 0, 0)
+    """) or (0, 0, 0, 0, 0)
     counts = RunCounts(read=int(total), expired=int(old))
     for reason, count in (("delivery_key is missing", missing_key),
                           ("delivery_key is repeated", repeated),
@@ -522,13 +543,13 @@ def _file_row_problems(con: duckdb.DuckDBPyConnection, relation: str,
     plus at least one file column of a type a file can hold (MartError otherwise),
     and every key present and unique. The mart's dbt tests prove what the cells hold."""
     destination.file_columns(con, relation)
-    total, missing_key, repeated = con.execute(f"""
+    total, missing_key, repeated = fetch_one(con, f"""
         select
             count(*),
             count(*) filter (where delivery_key is null or cast(delivery_key as varchar) = ''),
             count(delivery_key) - count(distinct delivery_key)
         from {relation}
-    """).fetchone() or (0, 0, 0)
+    """) or (0, 0, 0)
     counts = RunCounts(read=int(total))
     for reason, count in (("delivery_key is missing", missing_key),
                           ("delivery_key is repeated", repeated)):

@@ -43,7 +43,7 @@ from typing import Any, Self
 import duckdb
 import pyarrow as pa
 
-from shipper.reader import quote_identifier, quote_literal
+from shipper.reader import fetch_one, quote_identifier, quote_literal
 from shipper.redact import scrub
 
 SCHEMA_VERSION = "2"
@@ -357,22 +357,23 @@ class Ledger:
         names = self.delivered_before()
         if destination in names:
             return
-        temporary = self.marker_path.with_suffix(".tmp")
+        # Not `<ledger>.tmp`: DuckDB spills into a folder of that name.
+        temporary = self.marker_path.with_name(self.marker_path.name + ".new")
         temporary.write_text(json.dumps(sorted(names | {destination})) + "\n")
         temporary.replace(self.marker_path)
 
     def last_live_rows_read(self, destination: str) -> int | None:
         """Rows the last live run of `destination` that completed read, or None."""
-        row = self._con.execute(
+        row = fetch_one(self._con, 
             "select rows_read from runs where destination = ? and mode = 'live' "
             "and status in ('ok', 'rejections') order by started_at desc limit 1",
-            [destination]).fetchone()
+            [destination])
         return int(row[0]) if row else None
 
     def has_deliveries(self, destination: str) -> bool:
-        row = self._con.execute(
+        row = fetch_one(self._con, 
             "select count(*) from (select 1 from deliveries where destination = ? and "
-            "status = 'delivered' limit 1)", [destination]).fetchone()
+            "status = 'delivered' limit 1)", [destination])
         return bool(row and row[0])
 
     def scratch_path(self, suffix: str) -> Path:
@@ -720,7 +721,7 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchall()}
     if "ledger_info" not in tables:
         return
-    row = con.execute("select value from ledger_info where key = 'schema_version'").fetchone()
+    row = fetch_one(con, "select value from ledger_info where key = 'schema_version'")
     version = row[0] if row else SCHEMA_VERSION
     if version == SCHEMA_VERSION:
         return

@@ -22,13 +22,15 @@ would keep DuckDB from checkpointing it while outcomes are written).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from shipper.destinations.base import EVENTS, RestDestination
-from shipper.reader import quote_identifier, quote_literal
+from shipper.reader import fetch_one, quote_identifier, quote_literal
 
 # DuckDB's memory limit while a rerun stages its pending rows: a one-off query,
 # which a small limit fails with millions of delivered keys.
@@ -58,74 +60,119 @@ def stage(ledger: duckdb.DuckDBPyConnection, destination: RestDestination, relat
     `relation`; the returned SQL reads `relation` (attached the same way in the
     reader) or `scratch`.
     """
-    name = quote_literal(destination.name)
     events = destination.kind == EVENTS
     fingerprint = "sha256(mart.payload)" if events else "mart.payload_sha256"
-    done = _done_condition(events, fingerprint)
-    total, known, skipped, missing_key = ledger.execute(f"""
-        select
-            count(*),
-            count(state.delivery_key),
-            count(*) filter (where {done}),
-            count(*) filter (where mart.delivery_key is null)
-        from {relation} as mart
-        left join deliveries as state
-            on state.destination = {name}
-            and state.delivery_key = cast(mart.delivery_key as varchar)
-    """).fetchone() or (0, 0, 0, 0)
     columns = _streamed_columns(destination, fingerprint, now)
-    counted = {"total": int(total), "skipped": int(skipped), "missing_key": int(missing_key)}
-    if skipped + missing_key == total:
-        return PendingRows(f"select {columns} from {relation} as mart where false", **counted)
-    if known == 0:
-        # A first run: nothing to join, the mart is streamed as it is.
-        return PendingRows(
-            f"select {columns} from {relation} as mart where mart.delivery_key is not null",
-            **counted)
+    with _one_off_limits(ledger, memory_limit):
+        total, known, skipped, missing_key = _count(ledger, destination.name, relation, events,
+                                                    fingerprint)
+        counted = {"total": total, "skipped": skipped, "missing_key": missing_key}
+        if skipped + missing_key == total:
+            return PendingRows(f"select {columns} from {relation} as mart where false",
+                               **counted)
+        if known == 0:
+            # A first run: nothing to join, the mart is streamed as it is.
+            return PendingRows(f"select {columns} from {relation} as mart "
+                               "where mart.delivery_key is not null", **counted)
+        _write_pending(ledger, destination.name, relation, events, fingerprint, columns,
+                       scratch)
+    streamed = ", ".join(quote_identifier(column) for column in
+                         (KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM,
+                          *destination.extra_columns))
+    return PendingRows(f"select {streamed} from read_parquet({quote_literal(str(scratch))})",
+                       **counted)
 
-    # Events: delivered keys only leave rows out, so they go in an anti-join of bare
-    # keys, and the join carrying a state holds just the few keys not delivered. One
-    # join holding every key with its 64-character fingerprint needs several times
-    # the memory. Profiles need every key's fingerprint.
-    delivered = ""
-    state_filter = ""
-    if events:
-        delivered = f"""
-            anti join (
-                select delivery_key from deliveries
-                where destination = {name} and status in ('delivered', 'expired')
-            ) as delivered
-                on delivered.delivery_key = cast(mart.delivery_key as varchar)"""
-        state_filter = "and status not in ('delivered', 'expired')"
-    _write_private(scratch)
+
+@contextmanager
+def _one_off_limits(ledger: duckdb.DuckDBPyConnection, memory_limit: str | None,
+                    ) -> Iterator[None]:
+    """One thread and STAGING_MEMORY_LIMIT for the staging queries, then the run's own
+    settings again: with millions of keys they need more than the run's small limit."""
     ledger.execute("set threads = 1")
     ledger.execute(f"set memory_limit = '{STAGING_MEMORY_LIMIT}'")
     try:
-        ledger.execute(f"""
-            copy (
-                select {columns}
-                from {relation} as mart
-                {delivered}
-                left join (
-                    select delivery_key, status, fingerprint, rejected_by
-                    from deliveries
-                    where destination = {name} {state_filter}
-                ) as state
-                    on state.delivery_key = cast(mart.delivery_key as varchar)
-                where mart.delivery_key is not null and not ({done})
-            ) to {quote_literal(str(scratch))} (format parquet, row_group_size 8192)
-        """)
+        yield
     finally:
         ledger.execute("reset threads")
         if memory_limit:
             ledger.execute(f"set memory_limit = {quote_literal(memory_limit)}")
         else:
             ledger.execute("reset memory_limit")
-    streamed = ", ".join(quote_identifier(column) for column in
-                         (KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM,
-                          *destination.extra_columns))
-    return PendingRows(f"select {streamed} from read_parquet({quote_literal(str(scratch))})",
-                       **counted)
+
+
+def _count(ledger: duckdb.DuckDBPyConnection, name: str, relation: str, events: bool,
+           fingerprint: str) -> tuple[int, int, int, int]:
+    """(rows, rows the ledger knows, rows done, rows without a key).
+
+    For events the big join carries the keys' status only; the few keys the platform
+    rejected are compared by fingerprint in a join of their own.
+    """
+    destination = quote_literal(name)
+    state = "delivery_key, status" if events else "delivery_key, status, fingerprint, rejected_by"
+    done = ("state.status in ('delivered', 'expired')" if events
+            else _done_condition(events, fingerprint))
+    total, known, done_rows, missing_key = fetch_one(ledger, f"""
+        select
+            count(*),
+            count(state.delivery_key),
+            count(*) filter (where {done}),
+            count(*) filter (where mart.delivery_key is null)
+        from {relation} as mart
+        left join (select {state} from deliveries where destination = {destination}) as state
+            on state.delivery_key = cast(mart.delivery_key as varchar)
+    """) or (0, 0, 0, 0)
+    if events:
+        rejected_unchanged = fetch_one(ledger, f"""
+            select count(*)
+            from {relation} as mart
+            inner join (
+                select delivery_key, fingerprint from deliveries
+                where destination = {destination} and status = 'rejected'
+                    and rejected_by = 'platform'
+            ) as state
+                on state.delivery_key = cast(mart.delivery_key as varchar)
+            where state.fingerprint = {fingerprint}
+        """)
+        done_rows += rejected_unchanged[0] if rejected_unchanged else 0
+    return int(total), int(known), int(done_rows), int(missing_key)
+
+
+def _write_pending(ledger: duckdb.DuckDBPyConnection, name: str, relation: str, events: bool,
+                   fingerprint: str, columns: str, scratch: Path) -> None:
+    """The pending rows, as streamed, to a Parquet file only the owner can read.
+
+    Events: delivered keys only leave rows out, so they go in an anti-join of bare
+    keys, and the join carrying a state holds just the few keys not delivered. One
+    join holding every key with its 64-character fingerprint needs several times the
+    memory. Profiles need every key's fingerprint.
+    """
+    destination = quote_literal(name)
+    delivered = ""
+    state_filter = ""
+    if events:
+        delivered = f"""
+            anti join (
+                select delivery_key from deliveries
+                where destination = {destination} and status in ('delivered', 'expired')
+            ) as delivered
+                on delivered.delivery_key = cast(mart.delivery_key as varchar)"""
+        state_filter = "and status not in ('delivered', 'expired')"
+    _write_private(scratch)
+    ledger.execute(f"""
+        copy (
+            select {columns}
+            from {relation} as mart
+            {delivered}
+            left join (
+                select delivery_key, status, fingerprint, rejected_by
+                from deliveries
+                where destination = {destination} {state_filter}
+            ) as state
+                on state.delivery_key = cast(mart.delivery_key as varchar)
+            where mart.delivery_key is not null
+                and not ({_done_condition(events, fingerprint)})
+        ) to {quote_literal(str(scratch))} (format parquet, row_group_size 8192)
+    """)
 
 
 def _done_condition(events: bool, fingerprint: str) -> str:

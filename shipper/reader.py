@@ -30,6 +30,15 @@ class MartError(Exception):
     """A mart cannot be read; the message is one sentence saying what to fix."""
 
 
+def fetch_one(con: duckdb.DuckDBPyConnection, sql: str,
+              params: Mapping[str, Any] | Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+    """The first row of `sql`, with the result read to its end: a result left open
+    (`fetchone`) keeps its transaction open, and an open transaction keeps DuckDB from
+    checkpointing the ledger, whose memory then grows with every outcome written."""
+    rows = con.execute(sql, params if params is not None else []).fetchall()
+    return rows[0] if rows else None
+
+
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

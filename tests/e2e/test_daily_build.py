@@ -102,6 +102,15 @@ def _the_trade_desk(workspace, now) -> None:
     )
 
 
+def _copy_of_the_project(tmp_path: Path) -> Path:
+    """The dbt project as an analyst's checkout would have it, to edit."""
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns(
+        ".venv*", ".git", "target", "logs", "outbox", "bench", "tests", "*.duckdb*", "data"))
+    shutil.copytree(PROJECT_DIR / "tests" / "dbt", project / "tests" / "dbt")
+    return project
+
+
 STORE_NAME_COLUMN = "        orders_in_window.order_id,\n"
 CUSTOM_DATA_MEMBER = "                ('num_items', offline_conversions.json_number('num_items')),\n"
 
@@ -109,10 +118,7 @@ CUSTOM_DATA_MEMBER = "                ('num_items', offline_conversions.json_num
 def test_adding_store_name_to_meta_is_one_sql_edit(todays_build, workspace, tmp_path):
     """The README's example, done as an analyst would: the mart's SQL and yml change,
     the shipper does not, and the next dry run sends the field."""
-    project = tmp_path / "project"
-    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns(
-        ".venv*", ".git", "target", "logs", "outbox", "bench", "tests", "*.duckdb*", "data"))
-    shutil.copytree(PROJECT_DIR / "tests" / "dbt", project / "tests" / "dbt")
+    project = _copy_of_the_project(tmp_path)
     model = project / "models" / "marts" / "meta_conversions.sql"
     sql = model.read_text()
     assert STORE_NAME_COLUMN in sql and CUSTOM_DATA_MEMBER in sql
@@ -138,3 +144,40 @@ def test_adding_store_name_to_meta_is_one_sql_edit(todays_build, workspace, tmp_
     named = [event for event in events if "store_name" in event.get("custom_data", {})]
     assert named, "no event carries store_name"
     assert all(isinstance(event["custom_data"]["store_name"], str) for event in named)
+
+
+def test_a_mart_whose_latest_build_failed_is_not_shipped(todays_build, workspace, tmp_path,
+                                                          capsys):
+    """A build whose unit test fails skips the mart and leaves yesterday's table in the
+    file: the shipper reads the build log and refuses it, naming the failed node."""
+    project = _copy_of_the_project(tmp_path)
+    yml = project / "models" / "marts" / "meta_conversions.yml"
+    text = yml.read_text()
+    assert "value: 55.00" in text
+    yml.write_text(text.replace("value: 55.00", "value: 56.00", 1))
+    shutil.copy(todays_build, workspace.mart_path)
+    workspace.meta()
+    workspace.tiktok()
+
+    import os
+
+    os.environ["DUCKDB_PATH"] = str(workspace.mart_path)
+    try:
+        failed = dbtRunner().invoke([
+            "build", "--select", "meta_conversions", "--project-dir", str(project),
+            "--profiles-dir", str(PROJECT_DIR), "--target-path", str(tmp_path / "target"),
+            "--log-path", str(tmp_path / "logs"), "--vars", json.dumps({"raw_path": "x"}),
+            "--quiet"])
+    finally:
+        release_duckdb_file()
+    assert not failed.success
+    capsys.readouterr()
+
+    assert workspace.ship("run", "meta", "tiktok") == 2
+
+    err = capsys.readouterr().err
+    assert "meta_conversions did not succeed in its latest build" in err
+    assert "meta_conversions_returns_netted_in_value_and_contents" in err
+    assert workspace.fakes["meta"].requests == []
+    # The other destination's mart is as the good build left it, and ships.
+    assert len(workspace.fakes["tiktok"].accepted_ids) > 0
