@@ -22,7 +22,9 @@ MARTS = [
     "the_trade_desk_conversions",
     "google_ads_conversions",
     "pinterest_conversions",
+    "pinterest_conversions_csv",
     "snapchat_conversions",
+    "snapchat_conversions_csv",
     "criteo_sales",
     "braze_attributes",
     "klaviyo_profiles",
@@ -80,16 +82,23 @@ def summarize(duckdb_path: Path) -> None:
         )
         if "destination_coverage" in tables:
             result = connection.execute("select * from main.destination_coverage order by 1")
-            columns = [d[0] for d in result.description if d[0] != "set_aside_reasons"]
+            # The reasons are long texts: destination_exclusions holds them as rows.
+            hidden = {"set_aside_reasons", "not_sent_reasons"}
+            columns = [d[0] for d in result.description if d[0] not in hidden]
             rows = [
                 tuple(
                     f"{value:.0%}" if isinstance(value, float) else value
                     for name, value in zip([d[0] for d in result.description], row)
-                    if name != "set_aside_reasons"
+                    if name not in hidden
                 )
                 for row in result.fetchall()
             ]
-            print_table("Coverage per destination (share = rows with that identifier)", columns, rows)
+            print_table(
+                "Coverage per destination (share = rows with that identifier;"
+                " why orders were not sent: main.destination_exclusions)",
+                columns,
+                rows,
+            )
         print_table(
             "Rows set aside (query main.int_rows_set_aside for each one)",
             ["source_table", "reason", "rows"],

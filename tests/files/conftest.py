@@ -24,9 +24,8 @@ from tests.shipper.conftest import Workspace, workspace  # noqa: F401 (a fixture
 from tests.shipper.marts import sha, write_mart
 from tests.sql.conftest import AS_OF, DbtProject
 
-PINTEREST_USER_KEYS = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id")
-
-# Column types of the marts, as docs/marts.md (and the dbt contracts) define them.
+# Column types of the file marts, as docs/marts.md (and the dbt contracts) define them:
+# delivery_key, then the file's columns in file order under the file's header names.
 CRITEO_SALES = {
     "delivery_key": "varchar",
     "event_id": "varchar",
@@ -38,26 +37,22 @@ CRITEO_SALES = {
     "event_currency": "varchar",
     "store_id": "varchar",
 }
-PINTEREST_CONVERSIONS = {
+PINTEREST_CONVERSIONS_CSV = {
     "delivery_key": "varchar",
-    "event_name": "varchar",
-    "action_source": "varchar",
+    "email": "varchar",
     "event_time": "bigint",
-    "event_id": "varchar",
-    **{key: "varchar" for key in PINTEREST_USER_KEYS},
-    "value": "varchar",
+    "event_type": "varchar",
+    "value": "decimal(18, 2)",
     "currency": "varchar",
     "order_id": "varchar",
-    "num_items": "integer",
-    "content_ids": "varchar",
+    "quantity": "integer",
 }
-SNAPCHAT_CONVERSIONS = {
+SNAPCHAT_CONVERSIONS_CSV = {
     "delivery_key": "varchar",
-    "event_type": "varchar",
     "hashed_email": "varchar",
-    "hashed_phone": "varchar",
-    "event_time": "bigint",
-    "timestamp_utc": "varchar",
+    "hashed_phone_number": "varchar",
+    "event_type": "varchar",
+    "timestamp": "varchar",
     "price": "decimal(18, 2)",
     "currency": "varchar",
     "transaction_id": "varchar",
@@ -67,8 +62,8 @@ SNAPCHAT_CONVERSIONS = {
 
 MARTS = {
     "criteo": ("criteo_sales", CRITEO_SALES),
-    "pinterest_file": ("pinterest_conversions", PINTEREST_CONVERSIONS),
-    "snapchat_file": ("snapchat_conversions", SNAPCHAT_CONVERSIONS),
+    "pinterest_file": ("pinterest_conversions_csv", PINTEREST_CONVERSIONS_CSV),
+    "snapchat_file": ("snapchat_conversions_csv", SNAPCHAT_CONVERSIONS_CSV),
 }
 
 
@@ -98,21 +93,16 @@ def criteo_row(order: int, line: int = 1, **overrides: Any) -> dict[str, Any]:
 
 
 def pinterest_row(index: int, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {key: None for key in PINTEREST_CONVERSIONS}
-    row.update({
+    row: dict[str, Any] = {
         "delivery_key": f"evt-{index:05d}",
-        "event_name": "checkout",
-        "action_source": "offline",
+        "email": sha(f"customer{index}@example.com"),
         "event_time": NOW - 3600 - index % 600,
-        "event_id": f"evt-{index:05d}",
-        "em": sha(f"customer{index}@example.com"),
-        "ph": sha(f"1650555{index:04d}"),
+        "event_type": "checkout",
         "value": f"{10 + index % 90}.{index % 100:02d}",
         "currency": "USD",
         "order_id": f"SO-{index}",
-        "num_items": 1 + index % 4,
-        "content_ids": '["sku-1"]',
-    })
+        "quantity": 1 + index % 4,
+    }
     row.update(overrides)
     return row
 
@@ -121,11 +111,10 @@ def snapchat_row(index: int, **overrides: Any) -> dict[str, Any]:
     moment = NOW - 3600 - index % 600
     row: dict[str, Any] = {
         "delivery_key": f"evt-{index:05d}",
-        "event_type": "PURCHASE",
         "hashed_email": sha(f"customer{index}@example.com"),
-        "hashed_phone": sha(f"1650555{index:04d}"),
-        "event_time": moment,
-        "timestamp_utc": iso(moment),
+        "hashed_phone_number": sha(f"1650555{index:04d}"),
+        "event_type": "PURCHASE",
+        "timestamp": iso(moment),
         "price": f"{10 + index % 90}.50",
         "currency": "EUR",
         "transaction_id": f"SO-{index}",
@@ -158,7 +147,8 @@ def file_marts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbtProject]
     project = DbtProject(tmp_path_factory.mktemp("dbt-file-marts"))
     try:
         result = project.invoke(
-            "build", "--select", "+criteo_sales +pinterest_conversions +snapchat_conversions",
+            "build", "--select",
+            "+criteo_sales +pinterest_conversions_csv +snapchat_conversions_csv",
             "--exclude", "resource_type:test resource_type:unit_test")
         assert result.success, f"dbt build of the file marts failed: {result.exception}"
         yield project
@@ -193,9 +183,11 @@ class FileTests:
     def env(self, **values: str) -> None:
         self.ws.env(**values)
 
-    def mart(self, destination: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        table, columns = MARTS[destination]
-        write_mart(self.ws.mart_path, table, columns, rows)
+    def mart(self, destination: str, rows: Iterable[Mapping[str, Any]],
+             columns: Mapping[str, str] | None = None) -> None:
+        """Write `destination`'s mart with these rows (and other `columns`, when given)."""
+        table, contract = MARTS[destination]
+        write_mart(self.ws.mart_path, table, columns or contract, rows)
 
     def ship(self, *argv: str) -> int:
         return self.ws.ship(*argv)
@@ -267,5 +259,5 @@ def files(workspace: Workspace, request: pytest.FixtureRequest) -> Iterator[File
         proxy.close()
 
 
-__all__ = ["AS_OF", "CRITEO_SALES", "FileTests", "criteo_row", "pinterest_row", "read_rows",
+__all__ = ["AS_OF", "CRITEO_SALES", "MARTS", "FileTests", "criteo_row", "pinterest_row", "read_rows",
            "snapchat_row"]

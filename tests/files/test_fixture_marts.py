@@ -1,5 +1,6 @@
-"""The three file destinations on the marts dbt builds from tests/fixtures/raw: every mart
-row lands in its file, cell for cell, and a rerun writes nothing."""
+"""The three file destinations on the marts dbt builds from tests/fixtures/raw: the file is
+the mart (its columns but delivery_key, in order, as the header; every row, cell for cell),
+and a rerun writes nothing."""
 
 from __future__ import annotations
 
@@ -12,27 +13,24 @@ import pytest
 
 from shipper import cli
 from shipper.delivery import Hooks
-from tests.files.conftest import AS_OF, FileTests, read_rows
+from tests.files.conftest import AS_OF, MARTS, FileTests, read_rows
 
-# Six in the morning of as_of (UTC): the marts' windows end at as_of, and the age
-# checks (Pinterest 30 days, Snapchat 37) count from this "now".
+# Six in the morning of as_of (UTC): the marts' windows end at as_of.
 RUN_AT = dt.datetime.fromisoformat(AS_OF).replace(tzinfo=dt.UTC).timestamp() + 6 * 3600
 
+# The file's header names, in file order, and the order of its rows.
 EXPECTED = {
     "criteo": (
-        "criteo_sales",
         ["event_id", "event_timestamp", "user_email", "event_item_id", "event_item_price",
          "event_item_quantity", "event_currency", "store_id"],
         "event_id, delivery_key",
     ),
     "pinterest_file": (
-        "pinterest_conversions",
-        ["em", "event_time", "event_name", "value", "currency", "order_id", "num_items"],
+        ["email", "event_time", "event_type", "value", "currency", "order_id", "quantity"],
         "delivery_key",
     ),
     "snapchat_file": (
-        "snapchat_conversions",
-        ["hashed_email", "hashed_phone", "event_type", "timestamp_utc", "price", "currency",
+        ["hashed_email", "hashed_phone_number", "event_type", "timestamp", "price", "currency",
          "transaction_id", "item_ids", "number_items"],
         "delivery_key",
     ),
@@ -50,10 +48,13 @@ def _text(value: object) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("destination", sorted(EXPECTED))
 def test_fixture_marts_become_files_cell_for_cell(file_marts, files: FileTests, destination):
-    mart, columns, order = EXPECTED[destination]
+    mart = MARTS[destination][0]
+    headers, order = EXPECTED[destination]
     with duckdb.connect(str(file_marts.duckdb_path), read_only=True) as con:
-        expected = [[_text(value) for value in row] for row in con.execute(
-            f"select {', '.join(columns)} from {mart} order by {order}").fetchall()]
+        result = con.execute(f"select * exclude (delivery_key) from {mart} order by {order}")
+        columns = [column[0] for column in result.description]
+        expected = [[_text(value) for value in row] for row in result.fetchall()]
+    assert columns == headers, f"{mart} is not the file: its columns are {columns}"
     assert expected, f"the fixture build left {mart} empty"
     files.env(DUCKDB_PATH=str(file_marts.duckdb_path),
               **{f"{destination.upper()}_AS_OF": AS_OF})
@@ -66,7 +67,7 @@ def test_fixture_marts_become_files_cell_for_cell(file_marts, files: FileTests, 
     (name,) = files.listing(target)
     assert name.startswith(f"{destination}_{AS_OF}_")
     header, *rows = read_rows(target / name)
-    assert len(header) == len(columns)
+    assert header == headers
     assert rows == expected
     assert files.statuses(destination) == {"delivered": len(expected)}
 

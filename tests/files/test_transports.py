@@ -101,12 +101,21 @@ def test_a_key_that_is_no_key_is_explained():
 
 
 def test_ship_validate_checks_file_destinations(files: FileTests, capsys):
-    files.mart("criteo", [criteo_row(1), criteo_row(2, event_item_quantity=0),
-                          criteo_row(3, user_email="not-a-hash")])
+    files.mart("criteo", [criteo_row(1), criteo_row(2), criteo_row(3, delivery_key=None),
+                          criteo_row(4, delivery_key="evt-00001:1")])
     assert files.ship("validate", "criteo") == 1
     out = capsys.readouterr().out
-    assert "event_item_quantity is not a positive integer" in out
-    assert "user_email is not a 64-character lower-case hex SHA-256" in out
+    assert "delivery_key is missing" in out
+    assert "delivery_key is repeated" in out
+
+    files.mart("criteo", [criteo_row(1), criteo_row(2)])
+    assert files.ship("validate", "criteo") == 0
+
+    files.mart("criteo", [{"delivery_key": "k"}], {"delivery_key": "varchar",
+                                                   "event_id": "varchar",
+                                                   "when": "timestamp"})
+    assert files.ship("validate", "criteo") == 2
+    assert 'column "when" is TIMESTAMP' in capsys.readouterr().err
 
 
 def test_paths_in_the_config_file_are_relative_to_it(files: FileTests, tmp_path: Path):
