@@ -5,11 +5,20 @@
 
 {# The anchor of every window: var as_of (date or timestamp), else today in UTC. #}
 {% macro as_of() -%}
+    cast('{{ offline_conversions.as_of_text() }}' as timestamp)
+{%- endmacro %}
+
+{#
+    as_of as the text every model of the invocation casts (the var as given,
+    else the UTC date the run started), so dbt_builds records the very value
+    the models used.
+#}
+{% macro as_of_text() -%}
     {%- set as_of = var('as_of', none) -%}
     {%- if as_of is none or as_of == '' -%}
         {%- set as_of = run_started_at.strftime('%Y-%m-%d') -%}
     {%- endif -%}
-    cast('{{ as_of }}' as timestamp)
+    {{ return(as_of | string) }}
 {%- endmacro %}
 
 

@@ -35,6 +35,12 @@ customers_normalized as (
 
 ),
 
+order_lines_netted as (
+
+    select * from {{ ref('int_order_lines_netted') }}
+
+),
+
 orders_without_id as (
 
     select
@@ -153,6 +159,48 @@ customers_without_identifier as (
 
 ),
 
+-- What only the CSV files (criteo, pinterest_file, snapchat_file) cannot
+-- carry: a NUL character in a text cell, a negative item price (Criteo's
+-- lines). These rows still reach the REST marts; the file marts leave them out.
+order_text_unfit_for_files as (
+
+    select
+        'orders' as source_table,
+        order_id as record_key,
+        'nul_character_in_text' as reason,
+        case
+            when {{ offline_conversions.has_nul_character('order_id') }} then 'order_id'
+            else 'store_id'
+        end || ' holds a NUL character: left out of the CSV files' as detail
+    from orders_netted
+    where set_aside_reason is null
+        and (
+            {{ offline_conversions.has_nul_character('order_id') }}
+            or {{ offline_conversions.has_nul_character('store_id') }}
+        )
+
+),
+
+item_lines_unfit_for_files as (
+
+    select
+        'order_items' as source_table,
+        order_id || ':' || cast(line_number as {{ dbt.type_string() }}) as record_key,
+        case
+            when {{ offline_conversions.has_nul_character('product_id') }} then 'nul_character_in_text'
+            else 'negative_unit_price'
+        end as reason,
+        case
+            when {{ offline_conversions.has_nul_character('product_id') }}
+                then 'product_id holds a NUL character: left out of the CSV files'
+            else 'unit_price=' || cast(unit_price as {{ dbt.type_string() }}) || ': left out of the criteo file'
+        end as detail
+    from order_lines_netted
+    where {{ offline_conversions.has_nul_character('product_id') }}
+        or unit_price < 0
+
+),
+
 final as (
 
     select * from orders_without_id
@@ -170,6 +218,10 @@ final as (
     select * from superseded_customers
     union all
     select * from customers_without_identifier
+    union all
+    select * from order_text_unfit_for_files
+    union all
+    select * from item_lines_unfit_for_files
 
 )
 

@@ -65,6 +65,12 @@ rows_set_aside as (
 
 ),
 
+destination_exclusions as (
+
+    select * from {{ ref('destination_exclusions') }}
+
+),
+
 eligible_counts as (
 
     -- Each destination's own window and channel or country filters, as its
@@ -158,6 +164,18 @@ set_aside_summary as (
 
 ),
 
+not_sent_summary as (
+
+    select
+        destination,
+        sum(orders) as orders_not_sent,
+        {{ offline_conversions.ordered_string_agg(
+            "reason || ': ' || cast(orders as " ~ dbt.type_string() ~ ")", ', ', 'reason') }} as not_sent_reasons
+    from destination_exclusions
+    group by destination
+
+),
+
 final as (
 
     select
@@ -171,12 +189,16 @@ final as (
         mart_counts.share_with_external_id,
         mart_counts.share_with_address,
         cast(set_aside_summary.rows_set_aside as bigint) as rows_set_aside,
-        set_aside_summary.set_aside_reasons
+        set_aside_summary.set_aside_reasons,
+        cast(coalesce(not_sent_summary.orders_not_sent, 0) as bigint) as orders_not_sent,
+        not_sent_summary.not_sent_reasons
 
     from mart_counts
     inner join eligible_counts
         on eligible_counts.destination = mart_counts.destination
     cross join set_aside_summary
+    left join not_sent_summary
+        on not_sent_summary.destination = mart_counts.destination
 
 )
 

@@ -6,7 +6,7 @@ source as (
         'customer_id', 'email', 'phone', 'first_name', 'last_name', 'birth_date',
         'gender', 'street', 'city', 'state', 'postal_code', 'country',
         'marketing_consent', 'updated_at',
-    ]) }}
+    ], required=['customer_id', ['email', 'phone']]) }}
 
 ),
 

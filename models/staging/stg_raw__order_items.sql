@@ -5,7 +5,7 @@ source as (
     select * from {{ offline_conversions.raw_table('order_items', [
         'order_id', 'line_number', 'product_id', 'product_name', 'category', 'brand',
         'quantity', 'unit_price', 'line_total',
-    ]) }}
+    ], required=['order_id', 'product_id', 'quantity', ['unit_price', 'line_total']]) }}
 
 ),
 

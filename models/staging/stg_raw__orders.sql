@@ -2,9 +2,11 @@ with
 
 source as (
 
+    -- Required: without any one of these columns no order could reach a
+    -- mart (each would be set aside or not eligible), so the build fails.
     select * from {{ offline_conversions.raw_table('orders', [
         'order_id', 'customer_id', 'ordered_at', 'store_id', 'channel', 'currency', 'status',
-    ]) }}
+    ], required=['order_id', 'customer_id', 'ordered_at', 'channel', 'currency', 'status']) }}
 
 ),
 

@@ -4,7 +4,7 @@ source as (
 
     select * from {{ offline_conversions.raw_table('stores', [
         'store_id', 'name', 'city', 'state', 'postal_code', 'country',
-    ]) }}
+    ], required=['store_id']) }}
 
 ),
 

@@ -39,11 +39,14 @@ MARTS = [
     "the_trade_desk_conversions",
     "google_ads_conversions",
     "pinterest_conversions",
+    "pinterest_conversions_csv",
     "snapchat_conversions",
+    "snapchat_conversions_csv",
     "criteo_sales",
     "braze_attributes",
     "klaviyo_profiles",
     "destination_coverage",
+    "destination_exclusions",
 ]
 
 # DuckDB's type names as Spark writes the same types.
@@ -152,6 +155,20 @@ def test_mart_is_identical_on_spark_and_duckdb(builds, duckdb_connection, mart):
         f"{mart}: {len(spark_rows)} rows on Spark, {len(duckdb_rows)} on DuckDB; first differences "
         f"(Spark, DuckDB): {differences[:3]}"
     )
+
+
+def test_build_log_records_the_same_nodes_on_spark_and_duckdb(builds, duckdb_connection):
+    """The on-run-end hook wrote dbt_builds on both: every node of the build,
+    each with the run's as_of and the build command, and all succeeded."""
+    def nodes(rows):
+        return sorted((name, kind, model, status, as_of, command) for name, kind, model, status, as_of, command in rows)
+
+    columns = "node_name, resource_type, tested_model, status, as_of, command"
+    on_spark = nodes(builds.spark.sql(f"select {columns} from {SPARK_SCHEMA}.dbt_builds").collect())
+    on_duckdb = nodes(duckdb_connection.execute(f"select {columns} from main.dbt_builds").fetchall())
+    assert on_spark and on_spark == on_duckdb
+    assert {row[3] for row in on_spark} <= {"success", "pass"}
+    assert {(row[4], row[5]) for row in on_spark} == {("2026-11-28", "build")}
 
 
 def test_every_set_aside_row_is_identical(builds, duckdb_connection):
