@@ -7,22 +7,26 @@ For each size N:
 1. build a `meta_conversions` mart of N rows (the columns of docs/marts.md)
    straight into bench/data/ship/mart-<N>.duckdb, generated in SQL with
    range() and sha256(): unique email, phone and external_id hashes, contents
-   JSON of one to three items, event_time within the last hour. With --reuse
-   an existing file is kept unless its events are getting too old for Meta's
-   7-day window;
+   JSON of one to three items, event_time within the last hour, and `payload`,
+   the event's JSON as sent, built from those columns in SQL the way the dbt
+   mart builds it (the shipper reads delivery_key, payload and event_time).
+   With --reuse an existing file is kept unless its events are getting too old
+   for Meta's 7-day window (or it predates the payload column);
 2. start a loopback HTTP server (a child process) that answers every POST with
    Meta's success body at once. It reads the body but does not parse it: it
    only counts `"event_id":` in it, so the benchmark can check that every event
    arrived exactly once;
 3. run `ship run meta` as a child process with a fresh ledger: wall time,
-   events/s and peak RSS (ru_maxrss from wait4: the shipper process, DuckDB
-   included since it runs in-process);
+   events/s, CPU seconds (user + sys) per event and peak RSS (VmHWM polled
+   from /proc, ru_maxrss from wait4 as a cross-check: the shipper process,
+   DuckDB included since it runs in-process);
 4. run it again on the same ledger (the rerun: nothing new, nothing sent).
 
 Steps 3 and 4 are repeated --repeat times (default 2: the machine is shared,
 timings are noisy). The results are printed as a table and written to
 bench/data/ship/results-<timestamp>.json. Everything lives under bench/data/
-(git-ignored).
+(git-ignored). bench/bench_drt.py runs drt-core on the same marts and server and
+prints both tools side by side (bench/README.md).
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ DATA_DIR = PROJECT_DIR / "bench" / "data" / "ship"
 # Meta's 7-day window and be rejected instead of sent.
 MAX_MART_AGE_SECONDS = 5 * 86_400
 
-MART_SQL = """
-create or replace table meta_conversions as
+# The mart's typed columns (docs/marts.md), generated: unique email, phone and
+# external_id hashes, contents of one to three items, event_time within the last hour.
+TYPED_SQL = """
 select
     'evt-' || lpad(cast(i as varchar), 10, '0') as delivery_key,
     'Purchase' as event_name,
@@ -83,6 +88,51 @@ from (
         )) as items
     from range($rows) as t(i)
 )
+"""
+
+
+# `payload`, the event exactly as Meta receives it, built from the typed columns the
+# way the dbt mart does it (macros/portable/json.sql, DuckDB flavour): a member whose
+# value is NULL is left out, each identifier hash a one-element list, numbers as their
+# SQL text (decimals keep their scale), contents the JSON text as it is.
+def _json_string(column: str) -> str:
+    return f"cast(to_json(cast({column} as varchar)) as varchar)"
+
+
+def _json_number(column: str) -> str:
+    return f"cast({column} as varchar)"
+
+
+def _json_string_list(column: str) -> str:
+    return f"'[' || {_json_string(column)} || ']'"
+
+
+def _json_object(members: list[tuple[str, str]]) -> str:
+    pieces = " || ".join(f"coalesce(',\"{key}\":' || ({expression}), '')"
+                         for key, expression in members)
+    return f"('{{' || substr({pieces}, 2) || '}}')"
+
+
+PAYLOAD_SQL = _json_object([
+    ("event_name", _json_string("event_name")),
+    ("event_time", _json_number("event_time")),
+    ("event_id", _json_string("event_id")),
+    ("action_source", _json_string("action_source")),
+    ("user_data", _json_object([(key, _json_string_list(key)) for key in (
+        "em", "ph", "fn", "ln", "db", "ge", "ct", "st", "zp", "country", "external_id")])),
+    ("custom_data", _json_object([
+        ("value", _json_number("value")),
+        ("currency", _json_string("currency")),
+        ("order_id", _json_string("order_id")),
+        ("contents", "nullif(contents, '[]')"),
+        ("num_items", _json_number("num_items")),
+    ])),
+])
+
+MART_SQL = f"""
+create or replace table meta_conversions as
+select typed.*, {PAYLOAD_SQL} as payload
+from ({TYPED_SQL}) as typed
 """
 
 SERVER_CODE = textwrap.dedent('''
@@ -145,10 +195,17 @@ class RunResult:
     server_events: int
     server_requests: int
     delivered_in_ledger: int
+    server_bytes: int = 0  # request bodies the server read
 
     @property
     def events_per_s(self) -> float:
         return self.server_events / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def cpu_s_per_event(self) -> float:
+        """CPU seconds (user + sys) of the shipper process per event the server counted."""
+        events = self.server_events if self.kind == "first" else self.size
+        return (self.user_s + self.sys_s) / events if events else 0.0
 
 
 # --------------------------------------------------------------------------- #
@@ -183,8 +240,10 @@ def build_mart_here(rows: int, path: Path, reuse: bool) -> str:
     if reuse and path.is_file():
         try:
             with duckdb.connect(str(path), read_only=True) as con:
-                count, oldest = con.execute(
-                    "select count(*), min(event_time) from meta_conversions").fetchone()
+                # A mart of an older bench (no payload column) fails here and is rebuilt.
+                count, oldest, _ = con.execute(
+                    "select count(*), min(event_time), min(length(payload)) "
+                    "from meta_conversions").fetchone()
             if count == rows and oldest is not None and oldest > time.time() - MAX_MART_AGE_SECONDS:
                 return "reused"
         except duckdb.Error:
@@ -254,9 +313,18 @@ def run_ship(env: dict[str, str], log: Path, extra_args: list[str],
     command = [*(prefix or []), sys.executable, *extra_args, "-m", "shipper", "run", "meta"]
     # `python -m` puts the working directory first on sys.path: the checkout's shipper runs.
     checkout = Path(env["SHIP_CONFIG"]).parent
+    return run_child(command, env, checkout, log)
+
+
+def run_child(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> ChildUsage:
+    """Run `command`, its output to `log`: wall time, peak RSS and CPU of that process.
+
+    Also used by bench_drt.py for drt's CLI. ru_maxrss and the CPU times are the
+    child's own (wait4 on its pid), so nothing of this process is counted.
+    """
     with open(log, "wb") as out:
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, cwd=checkout, stdout=out,
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out,
                                    stderr=subprocess.STDOUT)
         peak = HighWaterMark(process.pid)
         peak.start()
@@ -296,13 +364,28 @@ class HighWaterMark(threading.Thread):
         self.join()
 
 
+def remove_ledger(ledger: Path) -> None:
+    """The ledger and what the shipper and DuckDB keep beside it (WAL, spill and scratch)."""
+    import shutil
+
+    for path in ledger.parent.glob(f"*{ledger.name}*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def delivered(ledger: Path) -> int:
     """Delivered meta rows in the ledger (read in a child process: see build_mart)."""
     code = ("import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
             "print(con.execute(\"select count(*) from deliveries where destination = 'meta' "
             "and status = 'delivered'\").fetchone()[0])")
-    return int(subprocess.run([sys.executable, "-c", code, str(ledger)], check=True,
-                              capture_output=True, text=True).stdout)
+    if not ledger.is_file():
+        return -1  # the run failed before creating it
+    answer = subprocess.run([sys.executable, "-c", code, str(ledger)], check=False,
+                            capture_output=True,
+                            text=True)
+    return int(answer.stdout) if answer.returncode == 0 else -1
 
 
 def measure(size: int, repeat: int, kind: str, env: dict[str, str], server: FakeMeta,
@@ -320,11 +403,14 @@ def measure(size: int, repeat: int, kind: str, env: dict[str, str], server: Fake
         server_events=after["events"] - before["events"],
         server_requests=after["requests"] - before["requests"],
         delivered_in_ledger=delivered(ledger),
+        server_bytes=after["bytes"] - before["bytes"],
     )
     print(f"  {kind:5s} repeat {repeat}: {wall:8.1f} s  {result.events_per_s:10,.0f} events/s  "
           f"peak RSS {result.peak_rss_mb:6.0f} MB (wait4 {result.ru_maxrss_mb:.0f})  "
-          f"cpu {result.user_s + result.sys_s:6.1f} s  exit {returncode}  "
-          f"({result.server_events:,} events in {result.server_requests:,} requests; "
+          f"cpu {result.user_s + result.sys_s:6.1f} s "
+          f"({result.cpu_s_per_event * 1e6:.1f} µs/event)  exit {returncode}  "
+          f"({result.server_events:,} events in {result.server_requests:,} requests, "
+          f"{result.server_bytes / max(result.server_events, 1):,.0f} B/event; "
           f"log {log.relative_to(PROJECT_DIR)})", flush=True)
     if returncode != 0:
         print(textwrap.indent("\n".join(log.read_text(errors="replace").splitlines()[-20:]),
@@ -334,7 +420,8 @@ def measure(size: int, repeat: int, kind: str, env: dict[str, str], server: Fake
 
 def print_table(results: list[RunResult]) -> None:
     print()
-    header = (f"{'size':>11}  {'rep':>3}  {'first s':>8}  {'events/s':>10}  {'peak MB':>7}  "
+    header = (f"{'size':>11}  {'rep':>3}  {'first s':>8}  {'events/s':>10}  "
+              f"{'cpu µs/ev':>9}  {'peak MB':>7}  "
               f"{'rerun s':>7}  {'rerun MB':>8}  {'rerun/first':>11}  {'ok':>3}")
     print(header)
     print("-" * len(header))
@@ -346,7 +433,8 @@ def print_table(results: list[RunResult]) -> None:
               and first.delivered_in_ledger == first.size
               and (rerun is None or (rerun.returncode == 0 and rerun.server_events == 0)))
         print(f"{first.size:>11,}  {first.repeat:>3}  {first.wall_s:>8.1f}  "
-              f"{first.events_per_s:>10,.0f}  {first.peak_rss_mb:>7.0f}  "
+              f"{first.events_per_s:>10,.0f}  {first.cpu_s_per_event * 1e6:>9.1f}  "
+              f"{first.peak_rss_mb:>7.0f}  "
               + (f"{rerun.wall_s:>7.1f}  {rerun.peak_rss_mb:>8.0f}  "
                  f"{rerun.wall_s / first.wall_s:>11.3f}  " if rerun else f"{'-':>7}  "
                  f"{'-':>8}  {'-':>11}  ")
@@ -406,14 +494,15 @@ def main() -> int:
                     results.append(measure(size, repeat, "rerun", env, server, ledger,
                                            run_dir, []))
                 # Ledgers of 10M rows are large; the mart stays for --reuse.
-                ledger.unlink(missing_ok=True)
+                remove_ledger(ledger)
     finally:
         server.stop()
     print_table(results)
     out = DATA_DIR / f"results-{stamp}{'-' + args.label if args.label else ''}.json"
     out.write_text(json.dumps(
         {"sizes": args.sizes, "concurrency": args.concurrency, "load": os.getloadavg(),
-         "results": [asdict(r) | {"events_per_s": r.events_per_s} for r in results]},
+         "results": [asdict(r) | {"events_per_s": r.events_per_s,
+                                  "cpu_s_per_event": r.cpu_s_per_event} for r in results]},
         indent=2))
     print(f"\nresults: {out.relative_to(PROJECT_DIR)} (this process's own peak RSS: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
