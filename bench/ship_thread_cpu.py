@@ -6,7 +6,7 @@ Builds (or reuses) the benchmark mart of bench_ship.py, starts its loopback Meta
 and runs the shipper with every Python thread named after itself (prctl), so
 /proc shows which thread burned what. DuckDB's own worker threads are named
 after the thread that created their database (`main` for the ledger's). The
-NAME=VALUE arguments are extra environment settings (`META_LEDGER_GROUP_BATCHES=8`).
+NAME=VALUE arguments are extra environment settings (`META_CONCURRENCY=3`).
 Prints wall time, events/s and CPU seconds per thread; the fake server's CPU
 is shown apart. Polling /proc every 0.2 s, so a thread's last 0.2 s may be
 missed.
@@ -49,7 +49,9 @@ def main() -> int:
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     mart = bench_ship.build_mart(size, True)
     ledger = bench_ship.DATA_DIR / "thread-cpu-ledger.duckdb"
-    for path in (ledger, Path(f"{ledger}.wal")):
+    # A fresh ledger: its .wal and the marker of destinations that delivered go too
+    # (the shipper refuses a live run on a ledger that forgot what it delivered).
+    for path in (ledger, Path(f"{ledger}.wal"), Path(f"{ledger}.delivered")):
         path.unlink(missing_ok=True)
     server = bench_ship.FakeMeta()
     try:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field, replace
+from hashlib import sha256
 from pathlib import Path
 from typing import TextIO
 
@@ -365,6 +366,8 @@ class _Shipment:
                                   f"({self.destination.settings.max_event_age_days} days)", 0))
         if problems:
             rows = self._refuse(rows, problems)
+        if self.destination.rewrites_payloads:
+            rows.fingerprints = _fingerprints(rows, [True] * len(rows))
         reasons = self.destination.prepare(rows)
         if any(reasons):
             rows = self._refuse(rows, reasons)
@@ -475,7 +478,8 @@ def _per_row(rows: Rows, verdicts: Sequence[RowOutcome], attempts: int) -> Outco
     outcomes = Outcomes()
     # Platform messages are stored and printed; one could echo a credential back.
     scrubbed: dict[str, str] = {}
-    for key, print_, verdict in zip(rows.keys, rows.fingerprints, verdicts, strict=True):
+    prints = _fingerprints(rows, [verdict.status == "rejected" for verdict in verdicts])
+    for key, print_, verdict in zip(rows.keys, prints, verdicts, strict=True):
         reason = verdict.reason
         if reason:
             if reason not in scrubbed:
@@ -502,8 +506,20 @@ def _all(rows: Rows, status: str, reason: str | None, attempts: int) -> Outcomes
     default = {"rejected": "rejected by the platform",
                "failed": "the platform asked to retry this event"}.get(status)
     rejected_by = "platform" if status == "rejected" else None
-    return Outcomes(list(rows.keys), [status] * count, list(rows.fingerprints),
+    prints = _fingerprints(rows, [status == "rejected"] * count)
+    return Outcomes(list(rows.keys), [status] * count, prints,
                     [rejected_by] * count, [attempts] * count, [reason or default] * count)
+
+
+def _fingerprints(rows: Rows, needed: Sequence[bool]) -> list[str | None]:
+    """Each row's fingerprint, computed where `needed` and missing: the ledger compares
+    a rejected row's with its payload next run (an unchanged row is not sent again), and
+    events carry none until then (hashing every event would cost more than sending it)."""
+    if not any(needed):
+        return list(rows.fingerprints)
+    return [sha256(payload).hexdigest() if need and print_ is None else print_
+            for payload, print_, need in zip(rows.payloads, rows.fingerprints, needed,
+                                             strict=True)]
 
 
 def _merge(first: BatchResult, second: BatchResult, parent_attempts: int) -> BatchResult:

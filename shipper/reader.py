@@ -200,13 +200,14 @@ _END = object()
 
 
 def binary_views(array: pa.Array) -> list[memoryview]:
-    """The values of a binary Arrow array as views into its data buffer (no copies);
-    a NULL is an empty view."""
+    """The values of a string or binary Arrow array as views of their UTF-8 bytes in its
+    data buffer (no copies); a NULL is an empty view."""
     if not len(array):
         return []
     _validity, offsets_buffer, data_buffer = array.buffers()
+    large = pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type)
     offsets = memoryview(offsets_buffer).cast(
-        "q" if pa.types.is_large_binary(array.type) else "i"
+        "q" if large else "i"
     )[array.offset:array.offset + len(array) + 1].tolist()
     data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
     return [data[start:stop] for start, stop in pairwise(offsets)]

@@ -287,6 +287,9 @@ class RestDestination(Destination):
     # Mart columns beyond delivery_key, payload and event_time / payload_sha256 that
     # the module's prepare step reads (The Trade Desk: the hashes it maps to UID2s).
     extra_columns: ClassVar[tuple[str, ...]] = ()
+    # True when `prepare` rewrites payloads: the loop then fingerprints the mart's
+    # payloads first, since the ledger compares fingerprints with the mart's.
+    rewrites_payloads: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

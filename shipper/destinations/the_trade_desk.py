@@ -147,6 +147,7 @@ class TheTradeDesk(RestDestination):
     credential_env = ("TTD_AUTH_TOKEN", "UID2_API_KEY", "UID2_SECRET_KEY")
     required_settings = ("data_provider_id", "tracking_tag_id")
     extra_columns = ("identifier_type", "uid2_hash")
+    rewrites_payloads = True
     settings: TheTradeDeskSettings
     _mapper: Uid2Mapper | None = None
 
