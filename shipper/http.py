@@ -32,9 +32,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from shipper import __version__
-from shipper.config import DestinationSettings
 from shipper.destinations.base import Request
 from shipper.redact import get_logger, guard_third_party_loggers, scrub
+from shipper.settings import DestinationSettings
 
 log = get_logger(__name__)
 guard_third_party_loggers()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,17 +63,20 @@ def stage(ledger: duckdb.DuckDBPyConnection, destination: RestDestination, relat
     events = destination.kind == EVENTS
     fingerprint = "sha256(mart.payload)" if events else "mart.payload_sha256"
     columns = _streamed_columns(destination, fingerprint, now)
-    with _one_off_limits(ledger, memory_limit):
+    # An event count joins keys and statuses only, and spills within the run's memory
+    # limit (a rerun with nothing new then stays as small as a run); profiles compare
+    # fingerprints, which needs the staging limit.
+    with nullcontext() if events else _one_off_limits(ledger, memory_limit):
         total, known, skipped, missing_key = _count(ledger, destination.name, relation, events,
                                                     fingerprint)
-        counted = {"total": total, "skipped": skipped, "missing_key": missing_key}
-        if skipped + missing_key == total:
-            return PendingRows(f"select {columns} from {relation} as mart where false",
-                               **counted)
-        if known == 0:
-            # A first run: nothing to join, the mart is streamed as it is.
-            return PendingRows(f"select {columns} from {relation} as mart "
-                               "where mart.delivery_key is not null", **counted)
+    counted = {"total": total, "skipped": skipped, "missing_key": missing_key}
+    if skipped + missing_key == total:
+        return PendingRows(f"select {columns} from {relation} as mart where false", **counted)
+    if known == 0:
+        # A first run: nothing to join, the mart is streamed as it is.
+        return PendingRows(f"select {columns} from {relation} as mart "
+                           "where mart.delivery_key is not null", **counted)
+    with _one_off_limits(ledger, memory_limit):
         _write_pending(ledger, destination.name, relation, events, fingerprint, columns,
                        scratch)
     streamed = ", ".join(quote_identifier(column) for column in

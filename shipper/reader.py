@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from shipper.config import ShipSettings
+from shipper.settings import ShipSettings
 
 MART_ALIAS = "mart_source"
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from shipper.config import DestinationSettings
+from shipper.settings import DestinationSettings
 
 if TYPE_CHECKING:
     from shipper.hooks import Hooks

@@ -35,7 +35,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import (
     PAYLOADS,
     PROFILES,
@@ -50,6 +49,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.settings import ConfigError, DestinationSettings, setting
 
 INSTANCE_PLACEHOLDER = "{instance}"
 

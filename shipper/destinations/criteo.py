@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shipper.config import setting
 from shipper.destinations.base import register
 from shipper.files.destination import FileDestination, FileDestinationSettings
+from shipper.settings import setting
 
 
 @dataclass(frozen=True)

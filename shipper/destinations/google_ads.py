@@ -45,7 +45,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import (
     PAYLOADS,
     Payload,
@@ -59,6 +58,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.settings import ConfigError, DestinationSettings, setting
 
 _CUSTOMER_ID = re.compile(r"\d{10}")
 _EVENT_FIELD = re.compile(r"^events\[(\d+)\]")

@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from shipper.config import DestinationSettings, setting
 from shipper.destinations.base import (
     PAYLOADS,
     PROFILES,
@@ -65,6 +64,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.settings import DestinationSettings, setting
 
 JSON_API = "application/vnd.api+json"
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shipper.config import DestinationSettings, setting
 from shipper.destinations.base import (
     PAYLOADS,
     Payload,
@@ -41,6 +40,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.settings import DestinationSettings, setting
 
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80004})
 TRANSIENT_CODES = frozenset({1, 2})

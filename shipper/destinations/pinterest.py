@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shipper.config import DestinationSettings, setting
 from shipper.destinations.base import (
     PAYLOADS,
     Payload,
@@ -59,6 +58,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.settings import DestinationSettings, setting
 
 
 @dataclass(frozen=True)

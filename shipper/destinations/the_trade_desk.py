@@ -53,7 +53,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import (
     PAYLOADS,
     Payload,
@@ -70,6 +69,7 @@ from shipper.destinations.base import (
 )
 from shipper.http import RetryPolicy
 from shipper.redact import get_logger, scrub
+from shipper.settings import ConfigError, DestinationSettings, setting
 from shipper.uid2 import MAX_HASHES_PER_REQUEST, IdentityMapService, MappingCache, Uid2Mapper
 
 log = get_logger(__name__)

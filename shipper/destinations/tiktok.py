@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipper.config import DestinationSettings, setting
 from shipper.destinations.base import (
     PAYLOADS,
     Payload,
@@ -36,6 +35,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.settings import DestinationSettings, setting
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shipper import redact
-from shipper.config import ConfigError, DestinationSettings, setting
 from shipper.destinations.base import Destination
 from shipper.files.csvfile import DELIMITERS, kind_of, valid_name_part
 from shipper.reader import MartError, quote_identifier
+from shipper.settings import ConfigError, DestinationSettings, setting
 
 TRANSPORTS = ("sftp", "directory")
 SECRET_SUFFIXES = ("SFTP_PASSWORD", "SFTP_KEY_PATH", "SFTP_PRIVATE_KEY", "SFTP_KEY_PASSPHRASE")
