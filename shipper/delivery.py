@@ -425,7 +425,12 @@ class _Shipment:
             self.in_flight.discard(future)
             batch, result = future.result()
             self.counts.sent += len(batch)  # every row travelled in at least one request
+            delivered_before = self.counts.accepted
             self.counts.add(result.outcomes)
+            if not delivered_before and self.counts.accepted:
+                # From now on, a ledger without this destination's deliveries is a lost
+                # one (a kill -9, then a lost .wal): the marker says so at once.
+                self.ledger.note_delivered(self.name)
             if result.fatal and not self.report.problem:
                 self.report.problem = result.fatal
                 log.error("%s: stopping: %s", self.name, result.fatal)

@@ -446,6 +446,7 @@ class _FileRun:
         journal.mark_uploaded(file_id, location, attempts)
         counts.accepted += part.rows
         journal.mark_delivered(file_id, self.run_id, attempts, counts)
+        self.ledger.note_delivered(self.name)
         log.info("%s: delivered %s (%d rows, %d bytes) to %s", self.name, name, part.rows,
                  part.size, location)
         self.report.files.append(FileOutcome(name, part.rows, part.size, part.sha256,

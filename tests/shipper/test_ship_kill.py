@@ -76,3 +76,30 @@ def test_sigkill_mid_run_then_rerun(workspace):
     assert duplicates <= exposed
     assert set(fake.duplicates()) <= accepted_before_rerun
     assert workspace.statuses("meta") == {"delivered": total}
+
+
+def test_a_killed_first_run_whose_wal_is_lost_is_not_resent(workspace):
+    """All a killed run delivered may live only in the .wal: lose it, and the marker,
+    written at the first accepted batch, still stops the next live run."""
+    fake = workspace.meta()
+    fake.latency = 0.05
+    workspace.env(META_BATCH_SIZE="50", META_CONCURRENCY="1")
+    workspace.meta_mart(meta_row(i) for i in range(2000))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen([sys.executable, "-m", "shipper", "run", "meta"],
+                               cwd=workspace.root, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: len(fake.accepted_ids) >= 200, timeout=30)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    Path(f"{workspace.ledger_path}.wal").unlink(missing_ok=True)
+    time.sleep(fake.latency * 3)  # the request the dead process had on the wire lands
+    sent = len(fake.accepted_ids)
+
+    fake.latency = 0
+    assert workspace.ship("run", "meta") == 2
+    assert len(fake.accepted_ids) == sent
