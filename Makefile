@@ -10,7 +10,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_PROFILES_DIR := $(CURDIR)
 export DUCKDB_PATH ?= $(CURDIR)/offline_conversions.duckdb
 
-.PHONY: demo test setup lint clean setup-spark test-spark
+.PHONY: demo test setup sshd lint clean setup-spark test-spark
 
 setup: $(VENV)/.installed
 
@@ -23,8 +23,18 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/python scripts/demo.py
 
-test: setup
+test: setup sshd
 	$(BIN)/python -m pytest -q -m "not spark"
+
+# The SFTP tests run a real OpenSSH sshd on loopback: installed here when it can be
+# (root and apt), otherwise the one command to run is printed.
+sshd:
+	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
+	  else \
+	    echo "make test needs OpenSSH's sshd for the SFTP tests: run 'sudo apt-get install openssh-server' and try again."; exit 2; \
+	  fi; }
 
 # The same project on Apache Spark (dbt-spark's session method, a local
 # pyspark; Java 17 from the system) in a venv of its own: builds the fixture
