@@ -30,7 +30,7 @@ from shipper.files.delivery import ship_files
 from shipper.files.destination import FileDestination
 from shipper.guards import build_problem, shrink_problem
 from shipper.hooks import Hooks
-from shipper.ledger import Ledger, LedgerError, RunCounts, set_memory_limit
+from shipper.ledger import Ledger, LedgerError, RunCounts, set_memory_limit, storage_problem
 from shipper.reader import (
     DuckDBSource,
     MartError,
@@ -69,11 +69,9 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks | None = None) -> in
         print(scrub(f"ship: {exc}"), file=sys.stderr)
         return 2
     except (duckdb.Error, OSError) as exc:
-        # The ledger or a scratch file could not be written (a full disk, a file removed
-        # under a run): nothing more can be recorded, so nothing more is sent.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(scrub(f"ship: stopped, the ledger or a file beside it could not be written "
-                    f"({first}): check the disk and the ledger, then run again."),
+        # Outside any one destination (opening, recording a run): nothing more can be
+        # recorded, so nothing more is sent.
+        print(scrub(f"ship: stopped: {storage_problem(exc)}, then run again."),
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

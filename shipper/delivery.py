@@ -49,7 +49,7 @@ from shipper.destinations.base import (
 )
 from shipper.hooks import Hooks
 from shipper.http import RetryingSession
-from shipper.ledger import Ledger, Outcomes, RunCounts
+from shipper.ledger import Ledger, Outcomes, RunCounts, storage_problem
 from shipper.reader import (
     MartError,
     MartSource,
@@ -281,11 +281,11 @@ def ship_destination(destination: RestDestination, context: RunContext) -> Desti
     except KeyboardInterrupt:
         interrupted = True
         raise
-    # A full disk, a file removed under the run: the ledger cannot take what was sent.
-    except (duckdb.IOException, duckdb.TransactionException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        report.problem = scrub(f"the ledger or a scratch file beside it could not be written "
-                               f"({first}): check the disk space")
+    # A full disk, a file removed under the run, DuckDB out of memory: this destination
+    # stops, incomplete, and the others still run.
+    except (duckdb.IOException, duckdb.TransactionException, duckdb.OutOfMemoryException,
+            OSError) as exc:
+        report.problem = scrub(storage_problem(exc))
         log.error("%s: %s", name, report.problem)
     except Exception as exc:  # a bug: this destination stops, recorded as incomplete
         report.problem = scrub(f"internal error: {type(exc).__name__}: {exc}")

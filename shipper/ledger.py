@@ -744,6 +744,17 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         raise
 
 
+def storage_problem(exc: BaseException) -> str:
+    """One sentence for a failure of the shipper's own storage during a run: DuckDB out
+    of memory, or the ledger or a scratch file that could not be written."""
+    first = _first_line(exc)
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return (f"DuckDB ran out of memory ({first}): raise duckdb_memory_limit under [ship] "
+                "(SHIP_DUCKDB_MEMORY_LIMIT) or lower read_batch_rows")
+    return (f"the ledger or a scratch file beside it could not be written ({first}): check "
+            "the disk space")
+
+
 def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     """Bound DuckDB's buffer pool; its hash joins spill to disk beyond it."""
     try:

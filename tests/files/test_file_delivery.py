@@ -15,6 +15,7 @@ from tests.files.conftest import (
     read_rows,
     snapchat_row,
 )
+from tests.shipper.marts import meta_row
 
 NAME = re.compile(r"(?P<dest>[a-z_]+)_(?P<as_of>\d{4}-\d{2}-\d{2})_(?P<run>\d{8}T\d{6}Z-[0-9a-f]{6})"
                   r"(?:_part(?P<part>\d{3}))?\.csv(?:\.gz)?")
@@ -251,3 +252,23 @@ def test_a_missing_directory_setting_is_a_clear_problem(files: FileTests, capsys
     assert files.ship("run", "criteo") == 2
     assert "set CRITEO_DIRECTORY or directory under [destinations.criteo]" in \
         capsys.readouterr().out
+
+
+def test_running_out_of_memory_stops_that_destination_alone(files: FileTests, capsys):
+    """120 Criteo rows with 1 MB cells under the 64MB DuckDB limit: one sentence, the
+    run incomplete, exit 2, and the destination after it still ships."""
+    files.directory("criteo")
+    files.mart("criteo", [criteo_row(i, store_id="s" + "x" * 1_000_000) for i in range(120)])
+    meta = files.ws.meta()
+    files.ws.meta_mart(meta_row(i) for i in range(3))
+
+    assert files.ship("run", "criteo", "meta") == 2
+
+    captured = capsys.readouterr()
+    assert "criteo: could not complete: DuckDB ran out of memory" in captured.out
+    assert "raise duckdb_memory_limit" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+    with duckdb.connect(str(files.ws.ledger_path), read_only=True) as con:
+        status = con.execute("select status from runs where destination = 'criteo'").fetchall()
+    assert status == [("incomplete",)]
+    assert len(meta.accepted_ids) == 3
