@@ -525,14 +525,10 @@ def _payload_problems(con: duckdb.DuckDBPyConnection, relation: str,
             {expired}
         from {relation}
     """) or (0, 0, 0, 0, 0)
-    counts = RunCounts(read=int(total), expired=int(old))
-    for reason, count in (("delivery_key is missing", missing_key),
-                          ("delivery_key is repeated", repeated),
-                          ("payload is not a JSON object", not_object)):
-        if count:
-            counts.rejected += int(count)
-            counts.rejected_by_reason[reason] = int(count)
-    return counts
+    return _invalid(RunCounts(read=int(total), expired=int(old)),
+                    {"delivery_key is missing": missing_key,
+                     "delivery_key is repeated": repeated,
+                     "payload is not a JSON object": not_object})
 
 
 def _file_row_problems(con: duckdb.DuckDBPyConnection, relation: str,
@@ -548,9 +544,13 @@ def _file_row_problems(con: duckdb.DuckDBPyConnection, relation: str,
             count(delivery_key) - count(distinct delivery_key)
         from {relation}
     """) or (0, 0, 0)
-    counts = RunCounts(read=int(total))
-    for reason, count in (("delivery_key is missing", missing_key),
-                          ("delivery_key is repeated", repeated)):
+    return _invalid(RunCounts(read=int(total)),
+                    {"delivery_key is missing": missing_key, "delivery_key is repeated": repeated})
+
+
+def _invalid(counts: RunCounts, by_reason: dict[str, int]) -> RunCounts:
+    """`counts` with the invalid rows of each reason (those with any) added."""
+    for reason, count in by_reason.items():
         if count:
             counts.rejected += int(count)
             counts.rejected_by_reason[reason] = int(count)

@@ -49,7 +49,7 @@ from shipper.destinations.base import (
 )
 from shipper.hooks import Hooks
 from shipper.http import RetryingSession
-from shipper.ledger import Ledger, Outcomes, RunCounts, storage_problem
+from shipper.ledger import STORAGE_ERRORS, Ledger, Outcomes, RunCounts, storage_problem
 from shipper.reader import (
     MartError,
     MartSource,
@@ -283,8 +283,7 @@ def ship_destination(destination: RestDestination, context: RunContext) -> Desti
         raise
     # A full disk, a file removed under the run, DuckDB out of memory: this destination
     # stops, incomplete, and the others still run.
-    except (duckdb.IOException, duckdb.TransactionException, duckdb.OutOfMemoryException,
-            OSError) as exc:
+    except STORAGE_ERRORS as exc:
         report.problem = scrub(storage_problem(exc))
         log.error("%s: %s", name, report.problem)
     except Exception as exc:  # a bug: this destination stops, recorded as incomplete
@@ -458,20 +457,16 @@ def _rows_of(record_batch: pa.RecordBatch, extra_columns: Sequence[str],
         column(names.index(pending.FINGERPRINT)).to_pylist(),
         {name: column(names.index(name)).to_pylist() for name in extra_columns},
     )
+    problem_column = column(names.index(pending.PROBLEM))
+    problems = ([] if problem_column.null_count == len(problem_column)
+                else problem_column.to_pylist())
     expired_column = column(names.index(pending.EXPIRED))
-    expired = Rows()
-    if expired_column.true_count:
-        flags = expired_column.to_pylist()
-        expired = rows.take([i for i, flag in enumerate(flags) if flag])
-        rows = rows.take([i for i, flag in enumerate(flags) if not flag])
-        problem_column = pa.array(
-            [p for p, flag in zip(column(names.index(pending.PROBLEM)).to_pylist(), flags,
-                                  strict=True) if not flag], pa.string())
-    else:
-        problem_column = column(names.index(pending.PROBLEM))
-    problems = [] if problem_column.null_count == len(problem_column) \
-        else problem_column.to_pylist()
-    return rows, expired, problems
+    if not expired_column.true_count:
+        return rows, Rows(), problems
+    flags = expired_column.to_pylist()
+    going_on = [i for i, flag in enumerate(flags) if not flag]
+    return (rows.take(going_on), rows.take([i for i, flag in enumerate(flags) if flag]),
+            [problems[i] for i in going_on] if problems else [])
 
 
 def _per_row(rows: Rows, verdicts: Sequence[RowOutcome], attempts: int) -> Outcomes:

@@ -35,7 +35,7 @@ def shrink_problem(con: duckdb.DuckDBPyConnection, relation: str, mart: str, nam
 
 
 # Statuses dbt gives a node that built, or a test that held.
-_GOOD = ("success", "pass", "warn")
+_GOOD = "('success', 'pass', 'warn')"
 
 
 def build_problem(con: duckdb.DuckDBPyConnection, builds: str, mart: str) -> str | None:

@@ -744,6 +744,12 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         raise
 
 
+# What the shipper's own storage raises when it fails during a run (a full disk, a file
+# removed under the run, DuckDB out of memory): the destination stops, incomplete.
+STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException,
+                  duckdb.OutOfMemoryException, OSError)
+
+
 def storage_problem(exc: BaseException) -> str:
     """One sentence for a failure of the shipper's own storage during a run: DuckDB out
     of memory, or the ledger or a scratch file that could not be written."""

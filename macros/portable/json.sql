@@ -199,6 +199,20 @@
 {%- endmacro %}
 
 
+{#
+    Meta's and Pinterest's user_data: a JSON object with each of `columns`
+    (hash columns) as a one-element list under its own name, NULL ones left
+    out; '{}' when every one is NULL.
+#}
+{% macro json_hash_lists(columns) -%}
+    {%- set members = [] -%}
+    {%- for column in columns -%}
+        {%- do members.append((column, offline_conversions.json_string_list(column))) -%}
+    {%- endfor -%}
+    {{ offline_conversions.json_object(members) }}
+{%- endmacro %}
+
+
 {# A text value as a one-element list of JSON strings (Meta's and Pinterest's user_data). #}
 {% macro json_string_list(expression) -%}
     {{ return(adapter.dispatch('json_string_list', 'offline_conversions')(expression)) }}

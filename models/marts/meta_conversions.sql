@@ -95,16 +95,11 @@ events as (
 
 ),
 
-{#- Meta's event, as the shipper's to_wire built it: user_data always there
-    (each hash a one-element list, NULL ones left out), custom_data left out
-    when it would be empty, an empty contents list left out. #}
-{%- set user_data = [] %}
-{%- for key in ['em', 'ph', 'fn', 'ln', 'db', 'ge', 'ct', 'st', 'zp', 'country', 'external_id'] %}
-    {%- do user_data.append((key, offline_conversions.json_string_list(key))) %}
-{%- endfor %}
-
 final as (
 
+    -- Meta's event: user_data always there
+    -- (each hash a one-element list, NULL ones left out), custom_data left out
+    -- when it would be empty, an empty contents list left out.
     select
         events.*,
         {{ offline_conversions.json_object([
@@ -112,7 +107,8 @@ final as (
             ('event_time', offline_conversions.json_number('event_time')),
             ('event_id', offline_conversions.json_string('event_id')),
             ('action_source', offline_conversions.json_string('action_source')),
-            ('user_data', offline_conversions.json_object(user_data)),
+            ('user_data', offline_conversions.json_hash_lists(
+                ['em', 'ph', 'fn', 'ln', 'db', 'ge', 'ct', 'st', 'zp', 'country', 'external_id'])),
             ('custom_data', offline_conversions.json_object([
                 ('value', offline_conversions.json_number('value')),
                 ('currency', offline_conversions.json_string('currency')),

@@ -85,16 +85,11 @@ events as (
 
 ),
 
-{#- Pinterest's event (the API path; the CSV path reads the typed columns):
-    user_data hashes as one-element lists, value as a string, custom_data
-    left out when empty, an empty content_ids list left out. #}
-{%- set user_data = [] %}
-{%- for key in ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'external_id'] %}
-    {%- do user_data.append((key, offline_conversions.json_string_list(key))) %}
-{%- endfor %}
-
 final as (
 
+    -- Pinterest's event (the API path; the CSV path reads the typed columns):
+    -- user_data hashes as one-element lists, value as a string, custom_data left
+    -- out when empty, an empty content_ids list left out.
     select
         events.*,
         {{ offline_conversions.json_object([
@@ -102,7 +97,8 @@ final as (
             ('action_source', offline_conversions.json_string('action_source')),
             ('event_time', offline_conversions.json_number('event_time')),
             ('event_id', offline_conversions.json_string('event_id')),
-            ('user_data', offline_conversions.json_object(user_data)),
+            ('user_data', offline_conversions.json_hash_lists(
+                ['em', 'ph', 'fn', 'ln', 'ct', 'st', 'zp', 'country', 'external_id'])),
             ('custom_data', offline_conversions.json_object([
                 ('currency', offline_conversions.json_string('currency')),
                 ('value', offline_conversions.json_string('value')),

@@ -25,8 +25,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
-
 from shipper.config import Config, ConfigError
 from shipper.delivery import DestinationReport, Hooks, Progress
 from shipper.files.csvfile import (
@@ -48,7 +46,13 @@ from shipper.files.transports import (
     TransportError,
 )
 from shipper.http import RetryPolicy
-from shipper.ledger import DeliveryRecord, Ledger, fingerprint, storage_problem
+from shipper.ledger import (
+    STORAGE_ERRORS,
+    DeliveryRecord,
+    Ledger,
+    fingerprint,
+    storage_problem,
+)
 from shipper.reader import MartError, MartSource, check_columns, quote_identifier, stream_batches
 from shipper.redact import get_logger, scrub
 
@@ -140,8 +144,7 @@ def ship_files(
     except KeyboardInterrupt:
         interrupted = True
         raise
-    except (duckdb.IOException, duckdb.TransactionException, duckdb.OutOfMemoryException,
-            OSError) as exc:
+    except STORAGE_ERRORS as exc:
         # This destination stops, incomplete; the others still run.
         report.problem = scrub(storage_problem(exc))
         log.error("%s: %s", name, report.problem)
