@@ -4,7 +4,9 @@
 -- data point, so values are chosen to change only when the customer buys
 -- again: dates rather than timestamps, revenue rounded down to a band.
 -- klaviyo_profiles reads this model, so both profile destinations carry the
--- same values.
+-- same values. The date columns stay `YYYY-MM-DD` (what klaviyo_profiles and
+-- people read); Braze's payload carries each as a full ISO 8601 time,
+-- midnight UTC of that date, so Braze stores a time attribute, not a string.
 
 with
 
@@ -158,17 +160,26 @@ profiles as (
 ),
 
 {#- Braze's attribute object: every attribute, a NULL sent as null (Braze
-    then removes the attribute, so the profile mirrors the mart). #}
+    then removes the attribute, so the profile mirrors the mart). A date
+    column ('time') goes as a full ISO 8601 timestamp, `YYYY-MM-DDT00:00:00Z`:
+    the instant Braze gives a date without a time zone (midnight UTC), written
+    out, so Braze stores a time attribute. braze_attributes.yml tests each
+    time attribute of the payload (braze_attributes_time_attributes_are_timestamps). #}
 {%- set attributes = [('external_id', offline_conversions.json_string('external_id'))] %}
 {%- for column, encoder in [
-    ('last_offline_purchase_date', 'json_string'),
+    ('last_offline_purchase_date', 'time'),
     ('offline_orders_365d', 'json_number'),
     ('offline_revenue_365d', 'json_number'),
     ('offline_revenue_currency', 'json_string'),
     ('last_store_id', 'json_string'),
     ('favourite_category', 'json_string'),
 ] %}
-    {%- do attributes.append((column, offline_conversions.json_or_null(offline_conversions[encoder](column)))) %}
+    {%- if encoder == 'time' %}
+        {%- set value = offline_conversions.json_string("(" ~ column ~ " || 'T00:00:00Z')") %}
+    {%- else %}
+        {%- set value = offline_conversions[encoder](column) %}
+    {%- endif %}
+    {%- do attributes.append((column, offline_conversions.json_or_null(value))) %}
 {%- endfor %}
 {%- if var('braze_update_existing_only') %}
     {%- do attributes.append(('_update_existing_only', "'true'")) %}

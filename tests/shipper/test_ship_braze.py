@@ -1,13 +1,17 @@
-"""Braze /users/track: a profile destination sent again only when a profile changes."""
+"""Braze /users/track and /users/track/bulk: a profile destination sent again only when
+a profile changes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from decimal import Decimal
 from typing import Any
 
-from tests.fakes.braze import FakeBraze
+import pytest
+
+from tests.fakes.braze import BULK, BULK_MAX_BYTES, TRACK, FakeBraze
 from tests.fakes.server import Reply, Reset, Stall
 from tests.shipper.marts import payload_of, write_mart
 
@@ -41,12 +45,18 @@ def braze_row(index: int, **overrides: Any) -> dict[str, Any]:
     return row
 
 
-def braze(workspace, **options: Any) -> FakeBraze:
+def braze(workspace, *, endpoint: str | None = None, **options: Any) -> FakeBraze:
+    """Start a fake Braze and point the shipper at it; `endpoint` sets BRAZE_ENDPOINT."""
     fake = FakeBraze(**options)
     server = workspace.servers(fake)
     workspace.env(BRAZE_BASE_URL=server.url, BRAZE_API_KEY=fake.api_key,
                   BRAZE_TIMEOUT_SECONDS="5")
+    if endpoint is not None:
+        workspace.env(BRAZE_ENDPOINT=endpoint)
     return fake
+
+
+BOTH_ENDPOINTS = pytest.mark.parametrize("endpoint, path", [("track", TRACK), ("bulk", BULK)])
 
 
 def with_payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -62,24 +72,26 @@ def mart(workspace, rows) -> None:
                (with_payload(row) for row in rows))
 
 
-def test_happy_path_and_request_shape(workspace):
-    fake = braze(workspace)
+@BOTH_ENDPOINTS
+def test_happy_path_and_request_shape(workspace, endpoint, path):
+    fake = braze(workspace, endpoint=endpoint)
     mart(workspace, (braze_row(i) for i in range(20)))
 
     assert workspace.ship("run", "braze") == 0
 
     assert sorted(fake.external_ids) == sorted(f"cust-{i}" for i in range(20))
     (request,) = fake.requests
-    assert request.path == "/users/track"
+    assert request.path == path
     assert request.header("authorization") == f"Bearer {KEY}"
     assert KEY not in request.body.decode()
     body = request.json()
     assert set(body) == {"attributes"}
     first = next(item for item in body["attributes"] if item["external_id"] == "cust-0")
-    # Every column but delivery_key; a NULL goes as null (Braze removes the attribute).
+    # Every column but delivery_key; a NULL goes as null (Braze removes the attribute);
+    # the date as a full ISO 8601 time, which Braze stores as a time.
     assert first == {
         "external_id": "cust-0",
-        "last_offline_purchase_date": "2026-11-01",
+        "last_offline_purchase_date": "2026-11-01T00:00:00Z",
         "offline_orders_365d": 1,
         "offline_revenue_365d": 80.0,
         "offline_revenue_currency": "EUR",
@@ -87,6 +99,8 @@ def test_happy_path_and_request_shape(workspace):
         "favourite_category": None,
     }
     assert fake.profiles["cust-1"]["offline_revenue_365d"] == 150.0
+    assert fake.profiles["cust-0"]["last_offline_purchase_date"] == dt.datetime(
+        2026, 11, 1, tzinfo=dt.UTC)
     assert workspace.statuses("braze") == {"delivered": 20}
 
 
@@ -118,6 +132,7 @@ def test_batches_hold_at_most_75_objects(workspace):
     assert workspace.ship("run", "braze") == 0
 
     assert sorted(fake.batch_sizes) == [10, 75, 75]
+    assert fake.paths == [TRACK] * 3
     assert fake.duplicates() == {}
     assert len(fake.profiles) == 160
 
@@ -146,14 +161,16 @@ def test_only_changed_profiles_are_sent_again(workspace, capsys):
     assert (run["rows_read"], run["rows_skipped"], run["rows_sent"]) == (30, 29, 1)
 
 
-def test_partial_failure_rejects_by_index_and_keeps_the_rest(workspace):
-    fake = braze(workspace)
+@BOTH_ENDPOINTS
+def test_partial_failure_rejects_by_index_and_keeps_the_rest(workspace, endpoint, path):
+    fake = braze(workspace, endpoint=endpoint)
     fake.refuse = {"cust-4", "cust-40"}
     mart(workspace, (braze_row(i) for i in range(50)))
 
     assert workspace.ship("run", "braze") == 1
 
     assert len(fake.requests) == 1
+    assert fake.paths == [path]
     assert sorted(fake.external_ids) == sorted(f"cust-{i}" for i in range(50)
                                                if i not in (4, 40))
     with workspace.ledger() as ledger:
@@ -190,8 +207,9 @@ def test_rate_limit_and_transient_errors_are_retried(workspace):
         assert ledger.delivery("braze", "cust-0")["attempts"] == 6
 
 
-def test_a_refused_key_stops_the_destination(workspace, capsys):
-    fake = braze(workspace)
+@BOTH_ENDPOINTS
+def test_a_refused_key_stops_the_destination(workspace, capsys, endpoint, path):
+    fake = braze(workspace, endpoint=endpoint)
     workspace.env(BRAZE_API_KEY="braze-wrong-key-000000")
     mart(workspace, (braze_row(i) for i in range(5)))
 
@@ -238,3 +256,152 @@ def test_dry_run_writes_bodies_and_a_missing_key_skips(workspace, capsys):
     capsys.readouterr()
     assert workspace.ship("run", "meta", "braze") == 2
     assert "braze cannot be sent without BRAZE_API_KEY" in capsys.readouterr().err
+
+
+# -- /users/track/bulk ------------------------------------------------------------------------
+
+
+def test_bulk_sends_1000_objects_a_request(workspace):
+    fake = braze(workspace, endpoint="bulk")
+    mart(workspace, (braze_row(i) for i in range(2_500)))
+
+    assert workspace.ship("run", "braze") == 0
+
+    assert sorted(fake.batch_sizes) == [500, 1_000, 1_000]
+    assert fake.paths == [BULK] * 3
+    assert fake.duplicates() == {}
+    assert len(fake.profiles) == 2_500
+    assert workspace.statuses("braze") == {"delivered": 2_500}
+
+
+def test_bulk_batches_stay_under_2_mb(workspace):
+    """1,000 objects of ~2.6 KB would be a 2.6 MB body: the batches are cut by bytes
+    as well, each body at most 2,000,000 bytes, none refused as too large."""
+    fake = braze(workspace, endpoint="bulk")
+    rows = [braze_row(i) for i in range(1_000)]
+    payloads = []
+    for row in rows:
+        profile = json.loads(payload_of("braze_attributes", row))
+        profile["notes"] = "x" * 2_400  # an attribute an analyst added in SQL
+        payloads.append(json.dumps(profile, separators=(",", ":")))
+    mart(workspace, ({**row, "payload": payload}
+                     for row, payload in zip(rows, payloads, strict=True)))
+
+    assert workspace.ship("run", "braze") == 0
+
+    assert len(fake.requests) == len(fake.paths) == 2  # every request processed: no 413
+    assert max(fake.body_sizes) <= BULK_MAX_BYTES
+    assert max(fake.body_sizes) > BULK_MAX_BYTES * 0.95  # full batches, not tiny ones
+    assert sum(fake.batch_sizes) == 1_000
+    assert fake.duplicates() == {}
+    assert workspace.statuses("braze") == {"delivered": 1_000}
+
+
+def test_bulk_max_request_bytes_cuts_smaller_batches(workspace):
+    fake = braze(workspace, endpoint="bulk")
+    workspace.env(BRAZE_BULK_MAX_REQUEST_BYTES="5000")
+    mart(workspace, (braze_row(i) for i in range(200)))
+
+    assert workspace.ship("run", "braze") == 0
+
+    assert max(fake.body_sizes) <= 5_000
+    assert sum(fake.batch_sizes) == 200
+    assert len(fake.requests) == len(fake.paths)
+    assert workspace.statuses("braze") == {"delivered": 200}
+
+
+def test_bulk_payload_too_large_is_split_until_it_fits(workspace):
+    """Braze answering 413 (here: an account whose limit is below what was set) splits the
+    batch in halves until each part goes through; nothing is lost or sent twice."""
+    fake = braze(workspace, endpoint="bulk", bulk_max_bytes=20_000)
+    mart(workspace, (braze_row(i) for i in range(300)))
+
+    assert workspace.ship("run", "braze") == 0
+
+    refused = len(fake.requests) - len(fake.paths)
+    assert refused >= 1
+    assert max(fake.body_sizes) <= 20_000
+    assert sorted(fake.external_ids) == sorted(f"cust-{i}" for i in range(300))
+    assert workspace.statuses("braze") == {"delivered": 300}
+
+
+def test_bulk_rate_limit_waits_for_x_ratelimit_reset(workspace):
+    """Braze's 429 names the end of the window in X-RateLimit-Reset (unix seconds), not
+    Retry-After: the shipper waits until then. A Retry-After, when sent, is obeyed."""
+    fake = braze(workspace, endpoint="bulk")
+    fake.misbehave(fake.rate_limited(reset_in=2), fake.rate_limited("4"), Reply(503, "busy"))
+    mart(workspace, (braze_row(i) for i in range(5)))
+
+    assert workspace.ship("run", "braze") == 0
+
+    assert len(fake.requests) == 4
+    waits = [wait for wait in workspace.clock.waits if wait >= 0.5]  # not the limiter's
+    assert 1.0 <= waits[0] <= 2.0  # until the reset, read from the header
+    assert waits[1] == 4.0
+    assert sorted(fake.external_ids) == sorted(f"cust-{i}" for i in range(5))
+    with workspace.ledger() as ledger:
+        assert ledger.delivery("braze", "cust-0")["attempts"] == 4
+
+
+def test_bulk_keeps_to_50_requests_a_second_unless_set(workspace):
+    fake = braze(workspace, endpoint="bulk")
+    workspace.env(BRAZE_BULK_BATCH_SIZE="10", BRAZE_CONCURRENCY="1")
+    mart(workspace, (braze_row(i) for i in range(50)))
+
+    assert workspace.ship("run", "braze") == 0
+
+    assert len(fake.requests) == 5
+    # Requests 2 to 5 each waited for their slot, 1/50 s after the one before.
+    assert workspace.clock.waits == pytest.approx([0.02] * 4)
+
+
+def test_bulk_without_the_permission_stops_with_a_hint(workspace, capsys):
+    fake = braze(workspace, endpoint="bulk", bulk_allowed=False)
+    mart(workspace, (braze_row(i) for i in range(5)))
+
+    assert workspace.ship("run", "braze") == 2
+
+    assert len(fake.requests) == 1
+    assert workspace.statuses("braze") == {"failed": 5}
+    captured = capsys.readouterr()
+    assert "users.track.bulk" in captured.out + captured.err
+    assert 'endpoint = "track"' in captured.out + captured.err
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("BRAZE_ENDPOINT", "fast", 'must be "track" or "bulk"'),
+    ("BRAZE_BULK_BATCH_SIZE", "1001", "bulk_batch_size 1001"),
+    ("BRAZE_BULK_MAX_REQUEST_BYTES", "3000000", "bulk_max_request_bytes 3000000"),
+])
+def test_bulk_settings_out_of_braze_limits_are_refused(workspace, capsys, setting, value,
+                                                      words):
+    fake = braze(workspace, endpoint="bulk")
+    workspace.env(**{setting: value})
+    mart(workspace, [braze_row(1)])
+
+    assert workspace.ship("run", "braze") == 2
+
+    assert fake.requests == []
+    assert words in capsys.readouterr().err
+
+
+def test_batch_size_over_75_is_refused_for_track(workspace, capsys):
+    """batch_size is /users/track's; a bulk-sized one is a configuration error."""
+    braze(workspace)
+    workspace.env(BRAZE_BATCH_SIZE="1000")
+    mart(workspace, [braze_row(1)])
+
+    assert workspace.ship("run", "braze") == 2
+
+    assert "maximum of 75" in capsys.readouterr().err
+
+
+def test_bulk_dry_run_writes_bodies_of_up_to_1000_objects(workspace):
+    fake = braze(workspace, endpoint="bulk")
+    mart(workspace, (braze_row(i) for i in range(1_200)))
+
+    assert workspace.ship("run", "braze", "--dry-run") == 0
+
+    files = sorted((workspace.outbox / "braze").glob("*.json"))
+    assert [len(json.loads(path.read_text())["attributes"]) for path in files] == [1_000, 200]
+    assert fake.requests == []
