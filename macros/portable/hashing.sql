@@ -17,6 +17,28 @@
 {%- endmacro %}
 
 
+{#
+    MD5 of the UTF-8 bytes as 32 lower-case hex characters. Only Criteo's
+    offline sales file asks for it, as SHA-256 of this text (criteo_sales).
+#}
+{% macro md5_hex(expression) -%}
+    {{ return(adapter.dispatch('md5_hex', 'offline_conversions')(expression)) }}
+{%- endmacro %}
+
+{% macro default__md5_hex(expression) -%}
+    lower(md5({{ expression }}))
+{%- endmacro %}
+
+{% macro duckdb__md5_hex(expression) -%}
+    md5({{ expression }})
+{%- endmacro %}
+
+{# Spark's md5 hashes the UTF-8 bytes of a string and writes lower-case hex. #}
+{% macro spark__md5_hex(expression) -%}
+    md5({{ expression }})
+{%- endmacro %}
+
+
 {# Base64 of a hex string's bytes (UID2 wants base64 of the SHA-256 digest). #}
 {% macro hex_to_base64(expression) -%}
     {{ return(adapter.dispatch('hex_to_base64', 'offline_conversions')(expression)) }}

@@ -6,10 +6,23 @@
 --
 -- This mart is the file: after delivery_key (the ledger key, not written)
 -- come the file's columns in file order, each named as the file's header, and
--- the shipper writes them as they are. The header names were seen in partner
--- documentation only (not confirmed by a Criteo page): rename a column here
--- (and in criteo_sales.yml) if Criteo asks for another. Lines of one order
--- share event_id, which the shipper also uses to keep an order in one file.
+-- the shipper writes them as they are. Criteo's "Offline sales onboarding -
+-- flat file feed integration" page (support.criteo.com / help.criteo.com)
+-- confirms a lower-case header, one line per product, the lines of one
+-- transaction sharing event_id, and the headers user_email, event_id and
+-- event_item_id; the other headers (event_timestamp, event_item_price,
+-- event_item_quantity, event_currency, store_id) were seen in partner
+-- documentation only: rename a column here (and in criteo_sales.yml) if
+-- Criteo asks for another.
+--
+-- user_email: that page says emails are ingested "as SHA256 of an MD5" (raw
+-- or MD5 emails are hashed by Criteo on arrival), so it is SHA-256 of the
+-- lower-case hex MD5 of the normalised email (Criteo's SDK page gives the
+-- vector: john.doe@gmail.com -> e13743a7... -> 000e3171...). The plain
+-- SHA-256 other platforms get is not a form this file takes: an email that
+-- reached us already hashed (64 hex characters) cannot be turned into
+-- Criteo's form, and its orders are not in the file.
+--
 -- A line whose product or store id holds a NUL character (no CSV cell can
 -- carry one) or whose price is negative is left out; int_rows_set_aside
 -- lists it with the reason.
@@ -24,6 +37,12 @@ orders_eligible as (
 
 ),
 
+customers as (
+
+    select * from {{ ref('int_customers_normalized') }}
+
+),
+
 order_lines as (
 
     select * from {{ ref('int_order_lines_netted') }}
@@ -32,14 +51,22 @@ order_lines as (
 
 orders_in_scope as (
 
-    select * from orders_eligible
-    where {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours')) }}
-        and channel in (
+    -- Hashed once per order, not per line.
+    select
+        orders_eligible.*,
+        {{ offline_conversions.sha256_hex(offline_conversions.md5_hex('customers.email_normalized')) }} as email_sha256_md5
+
+    from orders_eligible
+    inner join customers
+        on customers.customer_id = orders_eligible.customer_id
+    where {{ offline_conversions.in_window_hours('orders_eligible.ordered_at', var('criteo_window_hours')) }}
+        and orders_eligible.channel in (
             {%- for channel in criteo_channels %}
             '{{ channel }}'{{ "," if not loop.last }}
             {%- endfor %}
         )
-        and email_sha256 is not null
+        and customers.email_normalized is not null
+        and not {{ offline_conversions.regexp_full_match('customers.email_normalized', '[0-9a-f]{64}') }}
 
 ),
 
@@ -49,7 +76,7 @@ final as (
         orders_in_scope.event_id || ':' || cast(order_lines.line_number as {{ dbt.type_string() }}) as delivery_key,
         orders_in_scope.event_id,
         {{ offline_conversions.format_timestamp('orders_in_scope.ordered_at', '%Y-%m-%dT%H:%M:%SZ') }} as event_timestamp,
-        orders_in_scope.email_sha256 as user_email,
+        orders_in_scope.email_sha256_md5 as user_email,
         order_lines.product_id as event_item_id,
         order_lines.unit_price as event_item_price,
         order_lines.quantity as event_item_quantity,

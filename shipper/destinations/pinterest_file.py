@@ -3,9 +3,11 @@
 Destination `pinterest_file`. It reads `pinterest_conversions_csv`
 (docs/marts.md), a model over the Conversions API mart
 `pinterest_conversions` whose columns are the file's: `email`, `event_time`,
-`event_type` (confirmed by Pinterest's "upload conversions" help page [V]),
-`value`, `currency`, `order_id`, `quantity` (not confirmed [?]: the model's
-aliases, the one place to rename them). It keeps its own ledger entries:
+`event_type`, `source_type` (confirmed by Pinterest's "Upload conversions
+with Ads Manager" help page [V]; `source_type` carries the API's
+action_source, `offline`, a value not confirmed for files [?]), `value`,
+`currency`, `order_id`, `quantity` (not confirmed [?]: the model's aliases,
+the one place to rename them). It keeps its own ledger entries:
 enable this path or the API (`pinterest`), not both, or Pinterest counts the
 same sale twice.
 

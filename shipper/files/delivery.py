@@ -53,7 +53,15 @@ from shipper.ledger import (
     fingerprint,
     storage_problem,
 )
-from shipper.reader import MartError, MartSource, check_columns, quote_identifier, stream_batches
+from shipper.reader import (
+    DuckDBSource,
+    MartError,
+    MartSource,
+    check_columns,
+    fetch_one,
+    quote_identifier,
+    stream_batches,
+)
 from shipper.redact import get_logger, scrub
 
 log = get_logger(__name__)
@@ -122,6 +130,7 @@ def ship_files(
         relation = source.relation(read_cursor, mart)
         check_columns(read_cursor, relation, mart, destination.columns)
         layout = destination.file_columns(read_cursor, relation)
+        as_of = file_as_of(destination, read_cursor, source, hooks)
         if dry_run:
             transport = DirectoryTransport(outbox_dir / name)
         else:
@@ -132,7 +141,7 @@ def ship_files(
             staging_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"ship-{name}-", dir=staging_root) as staging:
             run = _FileRun(destination, layout, ledger, journal, transport, report, run_id,
-                           hooks, progress, Path(staging), force)
+                           hooks, progress, Path(staging), force, as_of)
             if journal is not None:
                 run.recover_earlier_runs()
             run.write_and_deliver(read_cursor, relation, read_batch_rows)
@@ -158,6 +167,50 @@ def ship_files(
         status = "interrupted" if interrupted else report.status
         ledger.finish_run(run_id, name, report.counts, status, report.problem)
     return report
+
+
+def file_as_of(destination: FileDestination, cursor: Any, source: MartSource,
+               hooks: Hooks) -> str:
+    """The date the run's file names carry: the as_of of the build the mart came from.
+
+    A dry run with --as-of judges time by that date instead of the wall clock (the
+    destination's clock is then not the hooks' one): its date names the files. Else
+    the build log beside DuckDB marts (dbt_builds, written by the project's
+    on-run-end hook) says which as_of the mart was built for; marts without one
+    (Parquet exports) take the `as_of` setting, else the run's UTC date, with a
+    warning, since nothing then says which day the rows cover.
+    """
+    judged_at = None if destination.now is hooks.wallclock else destination.now()
+    built_for = None if judged_at is not None else build_as_of(cursor, source,
+                                                               destination.settings.mart)
+    label = destination.as_of_label(hooks.wallclock(), built_for, judged_at)
+    if judged_at is None and built_for is None and not destination.settings.as_of:
+        log.warning("%s: no build log beside %s says which as_of it was built for: the file "
+                    "names carry the run's date, %s (set %s_AS_OF to the build's as_of)",
+                    destination.name, destination.settings.mart, label,
+                    destination.env_prefix())
+    return label
+
+
+def build_as_of(cursor: Any, source: MartSource, mart: str) -> str | None:
+    """The as_of the latest build of `mart` was made for, per the build log beside the
+    marts (dbt_builds), or None where there is none (Parquet, marts dbt did not build)."""
+    if not isinstance(source, DuckDBSource):
+        return None
+    try:
+        builds = source.relation(cursor, "dbt_builds")
+    except MartError:
+        return None
+    row = fetch_one(cursor, f"""
+        select as_of
+        from {builds}
+        where resource_type = 'model' and node_name = $mart
+        order by finished_at desc
+        limit 1
+    """, {"mart": mart.split(".")[-1]})
+    if row is None or row[0] is None:
+        return None
+    return str(row[0])
 
 
 def make_transport(destination: FileDestination, config: Config | None) -> Transport:
@@ -229,7 +282,7 @@ class _FileRun:
                  ledger: Ledger,
                  journal: FileJournal | None, transport: Transport, report: FileReport,
                  run_id: str, hooks: Hooks, progress: Progress, staging: Path,
-                 force: bool) -> None:
+                 force: bool, as_of: str) -> None:
         self.destination = destination
         self.settings = destination.settings
         self.name = destination.name
@@ -248,7 +301,7 @@ class _FileRun:
         self.layout = layout
         self.headers = [name for name, _kind in layout]
         self.format = CsvFormat(self.headers, self.settings.file_format)
-        self.as_of = destination.as_of_label(hooks.wallclock())
+        self.as_of = as_of
         self.prefix = self.settings.file_prefix or self.name
         self.part: PartFile | None = None
         self.part_rows: list[tuple[str, str]] = []

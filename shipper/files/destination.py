@@ -60,8 +60,10 @@ class FileDestinationSettings(DestinationSettings):
     gzip: bool = setting(False, "Compress each file (.gz appended to its name).")
     file_prefix: str = setting("", "Start of every file name; default: the destination name.")
     as_of: str = setting(
-        "", "Date in file names (YYYY-MM-DD): the as_of the marts were built for; "
-            "default: the run's date (UTC)."
+        "", "Date in file names (YYYY-MM-DD) for marts without a build log (Parquet): the "
+            "as_of they were built for. Beside a DuckDB build the build log (dbt_builds) "
+            "says it, and a different value here is refused; with neither, the run's "
+            "date (UTC)."
     )
     max_rows_per_file: int = setting(0, "Data rows per file before the next part; 0 = no limit.")
     max_bytes_per_file: int = setting(
@@ -173,11 +175,35 @@ class FileDestination(Destination):
                             "mart holds the file's columns after it (docs/marts.md).")
         return layout
 
-    def as_of_label(self, run_started: float) -> str:
-        """The date in file names: `as_of` when set, else the run's UTC date."""
-        if self.settings.as_of:
-            return self.settings.as_of[:10]
-        return dt.datetime.fromtimestamp(run_started, dt.UTC).strftime("%Y-%m-%d")
+    def as_of_label(self, run_started: float, built_for: str | None = None,
+                    judged_at: float | None = None) -> str:
+        """The date in file names (YYYY-MM-DD, UTC): the as_of of the build the mart came
+        from, which is what the file covers, whatever day it is shipped.
+
+        `judged_at`: the --as-of of a dry run (it names the build rehearsed). Then
+        `built_for`, the as_of the build log (dbt_builds) records for the mart; the
+        `as_of` setting must agree with it. Then the `as_of` setting (marts without a
+        build log). Else the run's UTC date.
+        """
+        if judged_at is not None:
+            return _utc_date(dt.datetime.fromtimestamp(judged_at, dt.UTC))
+        setting_date = self.settings.as_of[:10] if self.settings.as_of else None
+        if built_for is not None:
+            built_date = as_of_date(built_for)
+            if built_date is None:
+                raise MartError(f"the build log says {self.settings.mart} was built for as_of "
+                                f"{built_for!r}, which is not a date: rebuild it with dbt.")
+            if setting_date is not None and setting_date != built_date:
+                prefix = self.env_prefix()
+                raise ConfigError(
+                    f"as_of for {self.name} is {setting_date}, but the build log says "
+                    f"{self.settings.mart} was built for as_of {built_date}: unset "
+                    f"{prefix}_AS_OF (or as_of under [destinations.{self.name}]); file names "
+                    "take the build's as_of.")
+            return built_date
+        if setting_date is not None:
+            return setting_date
+        return _utc_date(dt.datetime.fromtimestamp(run_started, dt.UTC))
 
     def _check_settings(self) -> None:
         settings = self.settings
@@ -207,3 +233,20 @@ class FileDestination(Destination):
                 raise ConfigError(f"{key} for {name} must not be negative: {fix(key)}.")
         if not 0 < settings.sftp_port < 65536:
             raise ConfigError(f"sftp_port for {name} must be a TCP port: {fix('sftp_port')}.")
+
+
+def as_of_date(text: str) -> str | None:
+    """The UTC date (YYYY-MM-DD) of a dbt `as_of` (a date, or a date and time with or
+    without an offset: UTC when none), or None when it is neither."""
+    value = text.strip()
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC)
+    return _utc_date(when)
+
+
+def _utc_date(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%d")

@@ -6,9 +6,11 @@
 starts in `root` (ChrootDirectory is not usable under /tmp: sshd wants a
 root-owned path with no group or world write access up to /). Key login works
 for ed25519, ECDSA and RSA keys (RSA also in PEM format, and an ed25519 key
-encrypted with a passphrase). Password login is switched on, but a test can
-only use it to see a wrong password refused: root's password is locked here and
-in CI, and creating a user with a known password would change the machine.
+encrypted with a passphrase). Password login is switched on and tested for
+real with `create_password_user`: a throwaway system account with a random
+password (useradd, chpasswd; removed with userdel after the session), which
+needs root, as the tests have here and in CI. When it cannot be made the test
+fails with the reason: it is never skipped.
 
 `CuttingProxy` forwards loopback connections to the server and hangs up a
 connection after a given number of client bytes: a dropped link in the middle
@@ -22,15 +24,18 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
+import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import NoReturn, Self
 
 import pytest
 
@@ -102,6 +107,91 @@ def generate_key(keygen: str, path: Path, args: list[str], passphrase: str = "")
     return KeyPair(path, public, listing[1])
 
 
+@dataclass(frozen=True)
+class PasswordUser:
+    """A throwaway account that logs in with a password; `upload` is its writable folder."""
+
+    name: str
+    password: str
+    uid: int
+    gid: int
+    home: Path  # root's, world-readable: the account can reach `upload` through it
+    upload: Path
+
+    def folder(self, name: str) -> Path:
+        """A fresh folder under `upload` that the account owns."""
+        path = self.upload / name
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, self.uid, self.gid)
+        path.chmod(0o700)
+        return path
+
+
+def _admin_tool(name: str) -> str | None:
+    for candidate in (f"/usr/sbin/{name}", f"/sbin/{name}", shutil.which(name)):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def create_password_user() -> PasswordUser:
+    """Add a system account with a random password for the password-login tests.
+
+    Fails the test (pytest.fail, never a skip) with the reason when it cannot: the
+    password path must be proved against the real sshd, not passed over.
+    """
+    def fail(reason: str) -> NoReturn:
+        pytest.fail(f"cannot create the throwaway SFTP account for the password-login test: "
+                    f"{reason}. The test adds one with useradd/chpasswd (root needed, as in "
+                    "CI) and removes it afterwards; it is never skipped.", pytrace=False)
+
+    if os.geteuid() != 0:
+        fail(f"the tests run as uid {os.geteuid()}, not root")
+    tools = {name: _admin_tool(name) for name in ("useradd", "chpasswd", "userdel")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        fail(f"{', '.join(missing)} not found (apt-get install passwd)")
+    shell = next((path for path in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
+                  if os.access(path, os.X_OK)), None)
+    if shell is None:
+        fail("no nologin or false shell to give the account")
+    name = f"shipsftp{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(18)
+    home = Path(tempfile.mkdtemp(prefix="ship-sftp-password-", dir="/tmp"))
+    home.chmod(0o755)
+    created = False
+    try:
+        subprocess.run([tools["useradd"], "--system", "--user-group", "--no-create-home",
+                        "--home-dir", str(home), "--shell", str(shell), name],
+                       check=True, capture_output=True, text=True)
+        created = True
+        subprocess.run([tools["chpasswd"]], input=f"{name}:{password}\n", check=True,
+                       capture_output=True, text=True)
+        entry = pwd.getpwnam(name)
+    except (subprocess.CalledProcessError, KeyError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        if created:
+            subprocess.run([tools["userdel"], "--force", name], check=False,
+                           capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+        fail(f"adding {name} failed ({str(detail).strip()})")
+    upload = home / "upload"
+    upload.mkdir()
+    os.chown(upload, entry.pw_uid, entry.pw_gid)
+    upload.chmod(0o700)
+    return PasswordUser(name, password, entry.pw_uid, entry.pw_gid, home, upload)
+
+
+def remove_password_user(user: PasswordUser) -> None:
+    """Delete the account (and its group) and its folder; a failure is reported, not hidden."""
+    userdel = _admin_tool("userdel") or "userdel"
+    result = subprocess.run([userdel, "--force", user.name], check=False, capture_output=True,
+                            text=True)
+    shutil.rmtree(user.home, ignore_errors=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"userdel {user.name} failed: {result.stderr.strip()}")
+
+
 class OpenSSHServer:
     """sshd on 127.0.0.1 serving SFTP only, with its own keys and config in `workdir`."""
 
@@ -151,7 +241,7 @@ class OpenSSHServer:
             "KbdInteractiveAuthentication no",
             "MaxStartups 100",
             "MaxAuthTries 10",
-            "LogLevel ERROR",
+            "LogLevel INFO",  # "Accepted password for ...": what a login used
             "Subsystem sftp internal-sftp",
             f"ForceCommand internal-sftp -d {self.root}",
             "",

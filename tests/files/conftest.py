@@ -8,6 +8,8 @@ tests/sql/conftest.py; both are imported here so pytest offers their fixtures.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import datetime as dt
 import gzip
 import io
 import os
@@ -19,7 +21,15 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.fakes.sshd import PASSPHRASE, CuttingProxy, OpenSSHServer
+from shipper import cli
+from tests.fakes.sshd import (
+    PASSPHRASE,
+    CuttingProxy,
+    OpenSSHServer,
+    PasswordUser,
+    create_password_user,
+    remove_password_user,
+)
 from tests.shipper.conftest import Workspace, workspace  # noqa: F401 (a fixture)
 from tests.shipper.marts import sha, write_mart
 from tests.sql.conftest import AS_OF, DbtProject
@@ -42,6 +52,7 @@ PINTEREST_CONVERSIONS_CSV = {
     "email": "varchar",
     "event_time": "bigint",
     "event_type": "varchar",
+    "source_type": "varchar",
     "value": "decimal(18, 2)",
     "currency": "varchar",
     "order_id": "varchar",
@@ -98,6 +109,7 @@ def pinterest_row(index: int, **overrides: Any) -> dict[str, Any]:
         "email": sha(f"customer{index}@example.com"),
         "event_time": NOW - 3600 - index % 600,
         "event_type": "checkout",
+        "source_type": "offline",
         "value": f"{10 + index % 90}.{index % 100:02d}",
         "currency": "USD",
         "order_id": f"SO-{index}",
@@ -167,6 +179,15 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSSHServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def sftp_password_user(sshd: OpenSSHServer) -> Iterator[PasswordUser]:
+    """A throwaway account with a password on this machine, for the real sshd (fails, never
+    skips, when it cannot be made; removed at the end of the session)."""
+    user = create_password_user()
+    yield user
+    remove_password_user(user)
+
+
 class FileTests:
     """The shipper workspace plus what the file tests set up and inspect."""
 
@@ -188,6 +209,26 @@ class FileTests:
         """Write `destination`'s mart with these rows (and other `columns`, when given)."""
         table, contract = MARTS[destination]
         write_mart(self.ws.mart_path, table, columns or contract, rows)
+
+    def build_log(self, mart: str, as_of: str, finished_at: str = "2026-11-28 05:00:00") -> None:
+        """Record in the marts' database, as the project's on-run-end hook does (dbt_builds),
+        that a successful `dbt build` for `as_of` built `mart`."""
+        with duckdb.connect(str(self.ws.mart_path)) as con:
+            con.execute("""
+                create table if not exists dbt_builds (
+                    invocation_id varchar, as_of varchar, finished_at timestamp,
+                    node_name varchar, resource_type varchar, tested_model varchar,
+                    status varchar, message varchar, command varchar)
+            """)
+            con.execute("insert into dbt_builds values (?, ?, ?, ?, 'model', ?, 'success', "
+                        "null, 'build')", [f"build-{as_of}-{finished_at}", as_of, finished_at,
+                                           mart, mart])
+
+    def ship_at(self, when: str, *argv: str) -> int:
+        """`ship` with the wall clock at `when` (ISO, UTC): a run on that day."""
+        moment = dt.datetime.fromisoformat(when).replace(tzinfo=dt.UTC).timestamp()
+        hooks = dataclasses.replace(self.ws.hooks, wallclock=lambda: moment)
+        return cli.main(list(argv), hooks=hooks)
 
     def ship(self, *argv: str) -> int:
         return self.ws.ship(*argv)
@@ -218,6 +259,18 @@ class FileTests:
             if key.endswith("_encrypted"):
                 self.env(**{f"{prefix}_SFTP_KEY_PASSPHRASE": PASSPHRASE})
         return remote
+
+    def sftp_password(self, destination: str = "criteo") -> tuple[PasswordUser, Path]:
+        """Point `destination` at the real sshd as the throwaway password account, the
+        password in `<NAME>_SFTP_PASSWORD` (no key); return the account and its folder."""
+        user: PasswordUser = self._request.getfixturevalue("sftp_password_user")
+        self.sftp(destination, key=None)
+        remote = user.folder(f"{self._request.node.name}-{destination}"[:120])
+        prefix = destination.upper()
+        self.env(**{f"{prefix}_SFTP_USER": user.name,
+                    f"{prefix}_SFTP_REMOTE_DIR": str(remote),
+                    f"{prefix}_SFTP_PASSWORD": user.password})
+        return user, remote
 
     def proxy(self) -> CuttingProxy:
         proxy = CuttingProxy(self.server.port)

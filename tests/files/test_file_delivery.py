@@ -8,6 +8,7 @@ import re
 
 import duckdb
 
+from shipper.files.destination import as_of_date
 from tests.files.conftest import (
     FileTests,
     criteo_row,
@@ -67,11 +68,11 @@ def test_directory_delivery_records_files_and_rows_and_a_rerun_sends_nothing(fil
     (name,) = files.listing(target)  # no temporary file left behind
     path = target / name
     rows = read_rows(path)
-    assert rows[0] == ["email", "event_time", "event_type", "value", "currency", "order_id",
-                       "quantity"]
+    assert rows[0] == ["email", "event_time", "event_type", "source_type", "value", "currency",
+                       "order_id", "quantity"]
     first = pinterest_row(0)
-    assert rows[1] == [first["email"], str(first["event_time"]), "checkout", first["value"],
-                       "USD", "SO-0", "1"]
+    assert rows[1] == [first["email"], str(first["event_time"]), "checkout", "offline",
+                       first["value"], "USD", "SO-0", "1"]
     (record,) = files.files_table("pinterest_file")
     assert record["status"] == "delivered"
     assert record["rows"] == 5
@@ -94,7 +95,7 @@ def test_directory_delivery_records_files_and_rows_and_a_rerun_sends_nothing(fil
     names = files.listing(target)
     assert len(names) == 2
     newest = next(n for n in names if n != name)
-    assert [row[5] for row in read_rows(target / newest)[1:]] == ["SO-5", "SO-6"]
+    assert [row[6] for row in read_rows(target / newest)[1:]] == ["SO-5", "SO-6"]
 
 
 def test_force_writes_every_row_again_in_a_new_file(files: FileTests):
@@ -144,7 +145,7 @@ def test_a_file_is_split_at_the_row_limit(files: FileTests):
     bodies = [read_rows(target / name) for name in names]
     assert [len(body) - 1 for body in bodies] == [3, 3, 2]
     assert all(body[0][0] == "email" for body in bodies)  # every part has the header
-    assert [row[5] for body in bodies for row in body[1:]] == [f"SO-{i}" for i in range(8)]
+    assert [row[6] for body in bodies for row in body[1:]] == [f"SO-{i}" for i in range(8)]
     records = files.files_table("pinterest_file")
     assert [(record["part"], record["rows"], record["status"]) for record in records] == [
         (1, 3, "delivered"), (2, 3, "delivered"), (3, 2, "delivered")]
@@ -238,12 +239,94 @@ def test_a_mart_that_is_not_a_file_is_a_clear_problem(files: FileTests, capsys):
 
 
 def test_file_names_carry_the_configured_as_of_and_prefix(files: FileTests):
+    # No build log beside the mart (a Parquet export, a mart dbt did not build): the
+    # as_of setting names the files.
     target = files.directory("criteo")
     files.env(CRITEO_AS_OF="2026-11-28", CRITEO_FILE_PREFIX="acme_offline_sales")
     files.mart("criteo", [criteo_row(1)])
-    assert files.ship("run", "criteo") == 0
+    assert files.ship_at("2026-12-03T09:00:00", "run", "criteo") == 0
     (name,) = files.listing(target)
     assert name.startswith("acme_offline_sales_2026-11-28_")
+
+
+def test_a_build_for_one_day_shipped_on_another_names_its_files_with_the_build_s_as_of(
+        files: FileTests):
+    """Issue 14: a dbt build for as_of 2026-11-28 shipped on 2026-12-03 writes
+    criteo_2026-11-28_..., not criteo_2026-12-03_...: the as_of comes from the build log
+    (dbt_builds), with no setting."""
+    target = files.directory("criteo")
+    files.mart("criteo", [criteo_row(1), criteo_row(2)])
+    files.build_log("criteo_sales", "2026-11-28")
+
+    assert files.ship_at("2026-12-03T09:00:00", "run", "criteo") == 0
+
+    (name,) = files.listing(target)
+    match = NAME.fullmatch(name)
+    assert (match.group("dest"), match.group("as_of")) == ("criteo", "2026-11-28"), name
+    assert match.group("run").startswith("20261203T09")  # the run id keeps the run's time
+    (record,) = files.files_table("criteo")
+    assert record["as_of"] == "2026-11-28"
+
+
+def test_the_latest_build_of_the_mart_decides_and_a_timestamp_as_of_gives_its_utc_date(
+        files: FileTests):
+    target = files.directory("pinterest_file")
+    files.mart("pinterest_file", [pinterest_row(1)])
+    files.build_log("pinterest_conversions_csv", "2026-11-20", finished_at="2026-11-20 05:00:00")
+    # as_of written with an offset: 01:30 in UTC+2 is still the 27th in UTC.
+    files.build_log("pinterest_conversions_csv", "2026-11-28T01:30:00+02:00",
+                    finished_at="2026-11-28 05:00:00")
+    assert files.ship_at("2026-12-01T12:00:00", "run", "pinterest_file") == 0
+    (name,) = files.listing(target)
+    assert NAME.fullmatch(name).group("as_of") == "2026-11-27"
+
+
+def test_an_as_of_setting_that_contradicts_the_build_log_is_refused(files: FileTests, capsys):
+    target = files.directory("criteo")
+    files.mart("criteo", [criteo_row(1)])
+    files.build_log("criteo_sales", "2026-11-28")
+    files.env(CRITEO_AS_OF="2026-12-03")  # e.g. a scheduler that sets today's date
+
+    assert files.ship_at("2026-12-03T09:00:00", "run", "criteo") == 2
+
+    out = capsys.readouterr().out
+    assert ("as_of for criteo is 2026-12-03, but the build log says criteo_sales was built for "
+            "as_of 2026-11-28: unset CRITEO_AS_OF") in out
+    assert files.listing(target) == []
+    assert files.statuses("criteo") == {}
+
+    files.env(CRITEO_AS_OF="2026-11-28")  # agreeing with the build log is fine
+    assert files.ship_at("2026-12-03T09:00:00", "run", "criteo") == 0
+    (name,) = files.listing(target)
+    assert name.startswith("criteo_2026-11-28_")
+
+
+def test_a_dry_run_with_as_of_names_its_files_with_that_date(files: FileTests):
+    files.mart("snapchat_file", [snapchat_row(1)])
+    files.build_log("snapchat_conversions_csv", "2026-11-28")
+    assert files.ship_at("2026-12-03T09:00:00", "run", "snapchat_file", "--dry-run",
+                         "--as-of", "2026-11-28") == 0
+    (path,) = sorted((files.ws.outbox / "snapchat_file").iterdir())
+    assert NAME.fullmatch(path.name).group("as_of") == "2026-11-28"
+
+
+def test_without_build_log_or_setting_the_run_date_names_the_files_with_a_warning(
+        files: FileTests, capsys):
+    target = files.directory("criteo")
+    files.mart("criteo", [criteo_row(1)])
+    assert files.ship_at("2026-12-03T09:00:00", "run", "criteo") == 0
+    (name,) = files.listing(target)
+    assert name.startswith("criteo_2026-12-03_")
+    assert ("no build log beside criteo_sales says which as_of it was built for" in
+            capsys.readouterr().err)
+
+
+def test_as_of_dates():
+    assert as_of_date("2026-11-28") == "2026-11-28"
+    assert as_of_date("2026-11-28 23:59:59") == "2026-11-28"
+    assert as_of_date("2026-11-28T23:30:00-01:00") == "2026-11-29"
+    assert as_of_date("2026-11-28T06:00:00Z") == "2026-11-28"
+    assert as_of_date("yesterday") is None
 
 
 def test_a_missing_directory_setting_is_a_clear_problem(files: FileTests, capsys):

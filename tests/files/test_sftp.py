@@ -1,8 +1,9 @@
 """File delivery against a real OpenSSH server on loopback (tests/fakes/sshd.py).
 
-Covers: a good upload byte for byte, every key type, the host key checks (known_hosts,
-pinned fingerprint, unknown and changed keys), refused credentials, a connection cut
-mid-upload, reruns, --force, and a run killed between the upload and the ledger write.
+Covers: a good upload byte for byte, every key type, a password login (a throwaway
+account with a password, from the environment), the host key checks (known_hosts, pinned
+fingerprint, unknown and changed keys), refused credentials, a connection cut mid-upload,
+reruns, --force, and a run killed between the upload and the ledger write.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.files.conftest import FileTests, criteo_row, read_rows
@@ -152,9 +154,58 @@ def test_a_pinned_fingerprint_decides(files: FileTests, capsys):
     assert len(_finals(remote)) == 1
 
 
+def test_a_password_from_the_environment_logs_in_after_the_host_key_is_checked(
+        files: FileTests, capsys):
+    """Not only keys: a real account with a password (CRITEO_SFTP_PASSWORD) uploads to the
+    real sshd; the host key is verified first, so a changed key stops the run before the
+    password is offered; the password appears in no output and no ledger message."""
+    files.mart("criteo", _orders(4, lines=2))
+    user, remote = files.sftp_password("criteo")
+    server = files.server
+
+    # A changed host key: refused, nothing uploaded.
+    (files.root / "known_hosts").write_text(server.known_hosts_line(key=server.other_host_key))
+    assert files.ship("run", "criteo") == 2
+    out = capsys.readouterr()
+    assert "which does not match" in out.out
+    assert files.listing(remote) == []
+    assert f"password for {user.name}" not in server.log.read_text()  # never offered
+
+    # The right key: the password logs in and the file lands, written by that account.
+    (files.root / "known_hosts").write_text(server.known_hosts_line())
+    assert files.ship("run", "criteo") == 0
+    captured = capsys.readouterr()
+    (name,) = files.listing(remote)
+    assert (remote / name).stat().st_uid == user.uid  # uploaded as the password account
+    assert f"Accepted password for {user.name} from 127.0.0.1" in server.log.read_text()
+    assert len(read_rows(remote / name)) == 9
+    assert files.statuses("criteo") == {"delivered": 8}
+    (record,) = [r for r in files.files_table("criteo") if r["status"] == "delivered"]
+    assert record["location"].startswith(f"sftp://{user.name}@127.0.0.1:{server.port}/")
+    assert user.password not in captured.out + captured.err
+    with duckdb.connect(str(files.ws.ledger_path), read_only=True) as con:
+        messages = " ".join(str(value) for row in con.execute(
+            "select message from runs union all select error from files").fetchall()
+            for value in row)
+    assert user.password not in messages
+
+
+def test_a_wrong_password_for_a_real_account_is_refused_clearly(files: FileTests, capsys):
+    files.mart("criteo", _orders(2))
+    user, remote = files.sftp_password("criteo")
+    files.env(CRITEO_SFTP_PASSWORD=user.password + "-wrong")
+    assert files.ship("run", "criteo") == 2
+    out = capsys.readouterr().out
+    assert (f"the SFTP server 127.0.0.1:{files.server.port} refused the password in "
+            f"CRITEO_SFTP_PASSWORD for user {user.name}.") in out
+    assert user.password not in out
+    assert files.listing(remote) == []
+    assert files.statuses("criteo") == {"failed": 2}
+
+
 def test_a_refused_password_is_explained(files: FileTests, capsys):
-    # Password login cannot succeed here (root's password is locked, see tests/fakes/sshd.py):
-    # this checks that the password is offered and a refusal is reported clearly.
+    # The password is offered for root, whose password is locked: a refusal, reported
+    # clearly (the throwaway account above proves a right password logs in).
     files.mart("criteo", _orders(2))
     remote = files.sftp("criteo", key=None)
     files.env(CRITEO_SFTP_PASSWORD="not-the-password")
@@ -282,3 +333,23 @@ def test_a_killed_run_whose_file_was_picked_up_sends_that_file_s_rows_again(file
     assert [record["status"] for record in files.files_table("criteo")] == [
         "abandoned", "delivered"]
     assert files.statuses("criteo") == {"delivered": 6}
+
+
+@pytest.mark.parametrize("broken", ["not root", "no useradd"])
+def test_the_password_account_fails_loudly_when_it_cannot_be_made(monkeypatch, broken):
+    """The password test is never skipped: without root or the tools it fails, saying why."""
+    from tests.fakes import sshd as fake_sshd
+
+    if broken == "not root":
+        monkeypatch.setattr(fake_sshd.os, "geteuid", lambda: 1000)
+        expected = "the tests run as uid 1000, not root"
+    else:
+        monkeypatch.setattr(fake_sshd, "_admin_tool",
+                            lambda name: None if name == "useradd" else f"/usr/sbin/{name}")
+        expected = "useradd not found"
+    with pytest.raises(pytest.fail.Exception) as failure:
+        fake_sshd.create_password_user()
+    assert "cannot create the throwaway SFTP account for the password-login test" in \
+        str(failure.value)
+    assert expected in str(failure.value)
+    assert "never skipped" in str(failure.value)
