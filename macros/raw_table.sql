@@ -1,9 +1,9 @@
 {#
-    The raw inputs. With var raw_path set (the default: the bundled demo),
-    DuckDB and Spark read <raw_path>/<table>.parquet, .csv or .csv.gz
-    directly, every column as text, and a column missing from the file reads
-    as NULL. With raw_path set to none, or on any other warehouse, the table
-    is the dbt source raw.<table>, read the same way.
+    The raw inputs. With var raw_path set to a directory, DuckDB and Spark
+    read <raw_path>/<table>.parquet, .csv or .csv.gz directly, every column
+    as text, and a column missing from the file reads as NULL. With
+    raw_path set to none, or on any other warehouse, the table is the dbt
+    source raw.<table>, read the same way.
 
     `required` lists the columns the models cannot work without; an entry
     that is a list names alternatives (one of them is enough). A required
@@ -79,7 +79,7 @@
 {%- endmacro %}
 
 {% macro duckdb__raw_table(table_name, columns, required=[]) -%}
-    {%- set raw_path = var('raw_path', none) -%}
+    {%- set raw_path = var('raw_path') -%}
     {%- set source_relation = source('raw', table_name) -%}
     {%- if raw_path is none or raw_path == '' -%}
         {{ return(default__raw_table(table_name, columns, required)) }}
@@ -140,7 +140,7 @@
     relative raw_path is relative to the directory Spark was started in.
 #}
 {% macro spark__raw_table(table_name, columns, required=[]) -%}
-    {%- set raw_path = var('raw_path', none) -%}
+    {%- set raw_path = var('raw_path') -%}
     {%- if raw_path is none or raw_path == '' -%}
         {{ return(default__raw_table(table_name, columns, required)) }}
     {%- endif -%}

@@ -34,6 +34,34 @@
 
 
 {#
+    Postal code for Google (Data Manager AddressInfo.postalCode, sent in
+    clear, never hashed). google-ads-datamanager-util's format_postal_code
+    only trims; Google's "Format user data" guide adds: US zip codes as 5
+    digits, or 5 digits and a 4-digit extension; other countries without an
+    extension. So:
+      - trim Unicode whitespace;
+      - US (country_alpha2 'us'): "98101", "98101-1234" or "981011234" give
+        the 5-digit zip "98101" (the guide allows 5 digits and does not say
+        how to write the extension); any other US value is NULL;
+      - elsewhere the code as written, trimmed: case, inner spaces and '-'
+        kept ("SW1A 1AA", "100-0001" in Japan, "1000-001" in Portugal, where
+        the '-' is part of the code, not an extension);
+      - a SHA-256 hex digest (hashed upstream) cannot be sent in clear: NULL.
+    country_alpha2 is the lower-case country code.
+#}
+{% macro normalize_postal_code_google(expression, country_alpha2) -%}
+    {%- set trimmed = offline_conversions.trim_whitespace(expression) -%}
+    case
+        when {{ offline_conversions.is_sha256_hex(offline_conversions.lower_text(trimmed)) }} then null
+        when {{ country_alpha2 }} = 'us' then
+            case when {{ offline_conversions.regexp_full_match(trimmed, '[0-9]{5}(?:-?[0-9]{4})?') }}
+                then substr({{ trimmed }}, 1, 5) end
+        else {{ trimmed }}
+    end
+{%- endmacro %}
+
+
+{#
     The key a written country is looked up by (seeds country_codes and
     country_aliases): lower-case, dots dropped, inner whitespace as one space.
 #}

@@ -64,6 +64,28 @@
 {%- endmacro %}
 
 
+
+{#
+    True when the whole value matches a pattern held in a column (a seed's).
+    The pattern is compiled again for every row: keep it to small sets of
+    rows, and prefer constant patterns (regexp_full_match) on large ones.
+#}
+{% macro regexp_full_match_column(expression, pattern_expression) -%}
+    {{ return(adapter.dispatch('regexp_full_match_column', 'offline_conversions')(expression, pattern_expression)) }}
+{%- endmacro %}
+
+{% macro default__regexp_full_match_column(expression, pattern_expression) -%}
+    regexp_like({{ expression }}, '^(?:' || {{ pattern_expression }} || ')$')
+{%- endmacro %}
+
+{% macro duckdb__regexp_full_match_column(expression, pattern_expression) -%}
+    regexp_full_match({{ expression }}, {{ pattern_expression }})
+{%- endmacro %}
+
+{% macro spark__regexp_full_match_column(expression, pattern_expression) -%}
+    ({{ expression }} rlike concat('(?d)^(?:', {{ pattern_expression }}, ')$'))
+{%- endmacro %}
+
 {# The text of one capture group of the first match, or NULL. #}
 {% macro regexp_extract_group(expression, pattern, group) -%}
     {{ return(adapter.dispatch('regexp_extract_group', 'offline_conversions')(expression, pattern, group)) }}

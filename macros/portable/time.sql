@@ -14,7 +14,7 @@
     the models used.
 #}
 {% macro as_of_text() -%}
-    {%- set as_of = var('as_of', none) -%}
+    {%- set as_of = var('as_of') -%}
     {%- if as_of is none or as_of == '' -%}
         {%- set as_of = run_started_at.strftime('%Y-%m-%d') -%}
     {%- endif -%}

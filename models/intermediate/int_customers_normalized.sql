@@ -7,13 +7,14 @@ with
 
 customers as (
 
-    select * from {{ ref('stg_raw__customers') }}
+    select * from {{ ref('int_customers_latest') }}
 
 ),
 
-countries as (
+customer_countries as (
 
-    select * from {{ ref('int_countries_resolved') }}
+    -- The country and the phone in E.164, decided together there.
+    select * from {{ ref('int_customer_countries') }}
 
 ),
 
@@ -23,45 +24,18 @@ us_states as (
 
 ),
 
-latest_customers as (
-
-    -- A customer exported twice keeps its latest version; the older ones
-    -- are set aside in int_rows_set_aside.
-    select *
-    from (
-        select
-            *,
-            row_number() over (
-                partition by customer_id
-                order by updated_at desc nulls last, email, phone
-            ) as version_rank
-        from customers
-        where customer_id is not null
-    ) as ranked
-    where version_rank = 1
-
-),
-
-default_country as (
-
-    select * from countries
-    where country_key = lower('{{ var("default_country") }}')
-
-),
-
 with_country as (
 
     select
-        latest_customers.*,
-        countries.country_code as known_country_code,
-        coalesce(countries.country_code, default_country.country_code) as country_code,
-        coalesce(countries.calling_code, default_country.calling_code) as calling_code,
-        coalesce(countries.trunk_prefix, default_country.trunk_prefix) as trunk_prefix
+        customers.*,
+        customer_countries.country_code,
+        customer_countries.country_source,
+        customer_countries.phone_e164,
+        customer_countries.phone_is_valid
 
-    from latest_customers
-    cross join default_country
-    left join countries
-        on countries.country_key = {{ offline_conversions.country_lookup_key('latest_customers.country') }}
+    from customers
+    inner join customer_countries
+        on customer_countries.customer_id = customers.customer_id
 
 ),
 
@@ -69,12 +43,28 @@ normalized as (
 
     select
         customer_id,
-        known_country_code,
         country_code,
+        country_source,
         has_marketing_consent,
         updated_at,
+        -- As written, only trimmed: Klaviyo's profile takes the name and the
+        -- address in clear, as the customer wrote them.
+        {{ offline_conversions.trim_whitespace('first_name') }} as first_name_trimmed,
+        {{ offline_conversions.trim_whitespace('last_name') }} as last_name_trimmed,
+        {{ offline_conversions.trim_whitespace('street') }} as street_trimmed,
+        {{ offline_conversions.trim_whitespace('city') }} as city_trimmed,
+        {{ offline_conversions.trim_whitespace('state') }} as state_trimmed,
+        {{ offline_conversions.trim_whitespace('postal_code') }} as postal_code_trimmed,
+        {{ offline_conversions.trim_whitespace('country') }} as country_trimmed,
+        -- Google's address identifier (Data Manager AddressInfo): names only
+        -- trimmed and lower-cased, the postal code as Google wants it in clear.
+        {{ offline_conversions.normalize_name_google('first_name') }} as given_name_google_normalized,
+        {{ offline_conversions.normalize_name_google('last_name') }} as family_name_google_normalized,
+        {{ offline_conversions.normalize_postal_code_google('postal_code', 'country_code') }} as postal_code_google,
         {{ offline_conversions.normalize_email('email') }} as email_normalized,
-        {{ offline_conversions.normalize_phone_e164('phone', 'calling_code', 'trunk_prefix') }} as phone_e164,
+        {{ offline_conversions.normalize_email_uid2('email') }} as email_uid2_normalized,
+        phone_e164,
+        phone_is_valid,
         {{ offline_conversions.normalize_name('first_name') }} as first_name_normalized,
         {{ offline_conversions.normalize_name('last_name') }} as last_name_normalized,
         {{ offline_conversions.normalize_city('city') }} as city_normalized,
@@ -113,7 +103,6 @@ with_state as (
             else normalized.state_written
         end as state_normalized,
         {{ offline_conversions.normalize_email_google('normalized.email_normalized') }} as email_google_normalized,
-        {{ offline_conversions.normalize_email_uid2('normalized.email_normalized') }} as email_uid2_normalized,
         {{ offline_conversions.phone_digits('normalized.phone_e164') }} as phone_digits
 
     from normalized
@@ -128,6 +117,7 @@ final as (
     select
         customer_id,
         country_code,
+        country_source,
         has_marketing_consent,
         case
             when has_marketing_consent then true
@@ -140,11 +130,19 @@ final as (
             else 'unspecified'
         end as consent_status,
         updated_at,
+        first_name_trimmed,
+        last_name_trimmed,
+        street_trimmed,
+        city_trimmed,
+        state_trimmed,
+        postal_code_trimmed,
+        country_trimmed,
 
         email_normalized,
         email_google_normalized,
         email_uid2_normalized,
         phone_e164,
+        phone_is_valid,
         phone_digits,
         first_name_normalized,
         last_name_normalized,
@@ -154,6 +152,8 @@ final as (
         birth_date_normalized,
         gender_normalized,
         external_id_normalized,
+        given_name_google_normalized,
+        family_name_google_normalized,
 
         {{ offline_conversions.hash_identifier('email_normalized') }} as email_sha256,
         {{ offline_conversions.hash_identifier('email_google_normalized') }} as email_google_sha256,
@@ -169,6 +169,18 @@ final as (
         {{ offline_conversions.hash_identifier('country_code') }} as country_sha256,
         {{ offline_conversions.hash_identifier('birth_date_normalized') }} as birth_date_sha256,
         {{ offline_conversions.hash_identifier('gender_normalized') }} as gender_sha256,
+        -- Pinterest: the state only as a two-letter code, the postal code only
+        -- as digits (its API reference); anything else is left out for it.
+        case when {{ offline_conversions.regexp_full_match('state_normalized', '[a-z]{2}') }}
+            then {{ offline_conversions.hash_identifier('state_normalized') }} end as state_code_sha256,
+        case when {{ offline_conversions.regexp_full_match('zip_normalized', '[0-9]+') }}
+            then {{ offline_conversions.hash_identifier('zip_normalized') }} end as zip_digits_sha256,
+        -- Google's address identifier (Data Manager AddressInfo): the names
+        -- hashed, the region (ISO alpha-2, upper-case) and postal code in clear.
+        {{ offline_conversions.hash_identifier('given_name_google_normalized') }} as given_name_google_sha256,
+        {{ offline_conversions.hash_identifier('family_name_google_normalized') }} as family_name_google_sha256,
+        upper(country_code) as region_code_google,
+        postal_code_google,
         {{ offline_conversions.sha256_hex('external_id_normalized') }} as external_id_sha256,
 
         email_normalized is not null or phone_e164 is not null as has_usable_identifier

@@ -59,6 +59,10 @@ final as (
         customers.birth_date_sha256,
         customers.gender_sha256,
         customers.external_id_sha256,
+        customers.given_name_google_sha256,
+        customers.family_name_google_sha256,
+        customers.region_code_google,
+        customers.postal_code_google,
         orders.event_id,
         orders.event_time
 

@@ -1,6 +1,6 @@
 -- Braze custom attributes: one row per customer with at least one eligible
 -- offline sale (channels in var offline_channels) in the var
--- profile_activity_days (365) days before as_of. Braze bills every changed
+-- profile_activity_days days before as_of. Braze bills every changed
 -- data point, so values are chosen to change only when the customer buys
 -- again: dates rather than timestamps, revenue rounded down to a band.
 -- klaviyo_profiles reads this model, so both profile destinations carry the

@@ -1,7 +1,7 @@
 -- Criteo offline sales file: one line per item of an eligible sale in the
--- channels Criteo takes (var criteo_channels, stores by default) made in the
--- var criteo_window_hours (24) hours before as_of: the daily SFTP upload
--- covers the previous day. Criteo matches on the email, so an order without
+-- channels Criteo takes (var criteo_channels) made in the var
+-- criteo_window_hours hours before as_of: the daily SFTP upload covers the
+-- previous day. Criteo matches on the email, so an order without
 -- one is not in the file.
 --
 -- This mart is the file: after delivery_key (the ledger key, not written)

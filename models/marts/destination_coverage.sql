@@ -5,13 +5,14 @@
 -- orders_sent is the orders without an identifier that destination takes.
 -- The demo summary reads it.
 
-{#- The destinations whose scope is a window of days over offline sales. -#}
+{#- The destinations whose scope is a window of days over offline sales
+    (Meta's depends on the order's channel: macros/meta_windows.sql). -#}
 {%- set windowed_destinations = [
-    ('meta', var('meta_window_days')),
-    ('tiktok', var('tiktok_window_days')),
-    ('google_ads', var('google_ads_window_days')),
-    ('pinterest', var('pinterest_window_days')),
-    ('snapchat', var('snapchat_window_days')),
+    ('meta', offline_conversions.meta_in_window('ordered_at', 'channel')),
+    ('tiktok', offline_conversions.in_window_days('ordered_at', var('tiktok_window_days'))),
+    ('google_ads', offline_conversions.in_window_days('ordered_at', var('google_ads_window_days'))),
+    ('pinterest', offline_conversions.in_window_days('ordered_at', var('pinterest_window_days'))),
+    ('snapchat', offline_conversions.in_window_days('ordered_at', var('snapchat_window_days'))),
 ] -%}
 
 {#-
@@ -29,7 +30,7 @@
         'phone': "case when identifier_type = 'phone' then uid2_hash end",
         'external_id': none, 'address': none},
     {'destination': 'google_ads', 'mart': 'google_ads_conversions', 'sent_key': 'transaction_id',
-        'email': 'email_sha256', 'phone': 'phone_sha256', 'external_id': none, 'address': none},
+        'email': 'email_sha256', 'phone': 'phone_sha256', 'external_id': none, 'address': 'postal_code'},
     {'destination': 'pinterest', 'mart': 'pinterest_conversions', 'sent_key': 'order_id',
         'email': 'em', 'phone': 'ph', 'external_id': 'external_id', 'address': 'coalesce(ct, st, zp)'},
     {'destination': 'snapchat', 'mart': 'snapchat_conversions', 'sent_key': 'transaction_id',
@@ -39,7 +40,8 @@
     {'destination': 'braze', 'mart': 'braze_attributes', 'sent_key': 'external_id',
         'email': none, 'phone': none, 'external_id': 'external_id', 'address': none},
     {'destination': 'klaviyo', 'mart': 'klaviyo_profiles', 'sent_key': 'external_id',
-        'email': 'email', 'phone': 'phone_number', 'external_id': 'external_id', 'address': none},
+        'email': 'email', 'phone': 'phone_number', 'external_id': 'external_id',
+        'address': 'coalesce(address1, city, region, zip)'},
 ] -%}
 
 {%- set the_trade_desk_countries = var('the_trade_desk_countries') -%}
@@ -75,12 +77,12 @@ eligible_counts as (
 
     -- Each destination's own window and channel or country filters, as its
     -- mart applies them, but before its identifiers are required.
-    {%- for destination, window_days in windowed_destinations %}
+    {%- for destination, in_window in windowed_destinations %}
     select
         '{{ destination }}' as destination,
         count(*) as eligible_orders
     from orders_eligible
-    where {{ offline_conversions.in_window_days('ordered_at', window_days) }}
+    where {{ in_window }}
         and {{ offline_conversions.in_offline_channels('channel') }}
     union all
     {%- endfor %}

@@ -33,7 +33,7 @@
 {%- set offline = offline_conversions.in_offline_channels('channel') -%}
 {%- set destinations = [
     {'destination': 'meta', 'mart': 'meta_conversions', 'sent': 'order_id',
-        'window': offline_conversions.in_window_days('ordered_at', var('meta_window_days')), 'channel': offline,
+        'window': offline_conversions.meta_in_window('ordered_at', 'channel'), 'channel': offline,
         'identifier': 'email_sha256 is not null or phone_digits_sha256 is not null'},
     {'destination': 'tiktok', 'mart': 'tiktok_conversions', 'sent': 'order_id',
         'window': offline_conversions.in_window_days('ordered_at', var('tiktok_window_days')), 'channel': offline,
@@ -59,7 +59,7 @@
         'identifier': none},
     {'destination': 'klaviyo', 'mart': 'klaviyo_profiles', 'sent': 'external_id',
         'window': offline_conversions.in_window_days('ordered_at', var('profile_activity_days')), 'channel': offline,
-        'identifier': "customer_email like '%@%' or customer_phone like '+%'"},
+        'identifier': "customer_email like '%@%' or customer_phone_is_valid"},
 ] %}
 
 with
@@ -164,7 +164,7 @@ orders_described as (
         coalesce(customers.is_marketing_allowed, false) as is_marketing_allowed,
         coalesce(customers.has_usable_identifier, false) as has_usable_identifier,
         customers.email_normalized as customer_email,
-        customers.phone_e164 as customer_phone,
+        coalesce(customers.phone_is_valid, false) as customer_phone_is_valid,
         countries.country_code as store_country_code,
         orders_eligible.order_id is not null as is_eligible,
         orders_eligible.event_id,

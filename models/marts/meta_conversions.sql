@@ -1,7 +1,11 @@
 -- Meta Conversions API, offline events: one Purchase per eligible store or
--- phone order of the last meta_window_days, with every customer hash Meta
--- matches on. Meta rejects a whole request holding an event older than its
--- window, so the window is applied here, on the order's UTC time.
+-- phone order inside its channel's window (store orders the last
+-- meta_store_window_days, phone orders the last meta_phone_window_days),
+-- with every customer hash Meta matches on. Meta rejects a whole request
+-- holding one event older than that event's limit (62 days for
+-- physical_store, 7 for any other action_source), so each row carries its
+-- own window and its own limit (max_event_age_days, the shipper's expiry);
+-- the window is applied here, on the order's UTC time (macros/meta_windows.sql).
 
 with
 
@@ -20,7 +24,7 @@ order_lines as (
 orders_in_window as (
 
     select * from eligible_orders
-    where {{ offline_conversions.in_window_days('ordered_at', var('meta_window_days')) }}
+    where {{ offline_conversions.meta_in_window('ordered_at', 'channel') }}
         and {{ offline_conversions.in_offline_channels('channel') }}
         -- Meta matches offline sales on email or phone; without either the
         -- event cannot be attributed (the coverage model counts these).
@@ -35,6 +39,8 @@ lines_in_window as (
         order_lines.product_id,
         order_lines.quantity,
         order_lines.unit_price,
+        order_lines.brand,
+        order_lines.category,
         row_number() over (
             partition by order_lines.order_id
             order by order_lines.line_number, order_lines.product_id
@@ -48,13 +54,20 @@ lines_in_window as (
 
 order_contents as (
 
+    -- Meta's content objects, members in the order of the official SDK's
+    -- Content.normalize(): id, quantity, item_price, then brand and category
+    -- (recommended for offline events), a NULL one left out as the SDK does.
     select
         order_id,
-        {{ offline_conversions.json_array_agg([
-            ('id', 'product_id'),
-            ('quantity', 'quantity'),
-            ('item_price', 'unit_price'),
-        ], 'item_position') }} as contents
+        {{ offline_conversions.json_array_agg_text(
+            offline_conversions.json_object([
+                ('id', offline_conversions.json_string('product_id')),
+                ('quantity', offline_conversions.json_number('quantity')),
+                ('item_price', offline_conversions.json_number('unit_price')),
+                ('brand', offline_conversions.json_string('brand')),
+                ('category', offline_conversions.json_string('category')),
+            ]),
+            'item_position') }} as contents
 
     from lines_in_window
     group by order_id
@@ -87,7 +100,8 @@ events as (
         orders_in_window.currency,
         orders_in_window.order_id,
         order_contents.contents,
-        cast(orders_in_window.net_quantity as integer) as num_items
+        cast(orders_in_window.net_quantity as integer) as num_items,
+        {{ offline_conversions.meta_window_days('orders_in_window.channel') }} as window_days
 
     from orders_in_window
     left join order_contents
@@ -99,9 +113,11 @@ final as (
 
     -- Meta's event: user_data always there
     -- (each hash a one-element list, NULL ones left out), custom_data left out
-    -- when it would be empty, an empty contents list left out.
+    -- when it would be empty, an empty contents list left out. Its age limit
+    -- follows its action_source, as Meta's does.
     select
         events.*,
+        {{ offline_conversions.meta_max_event_age_days('events.action_source') }} as max_event_age_days,
         {{ offline_conversions.json_object([
             ('event_name', offline_conversions.json_string('event_name')),
             ('event_time', offline_conversions.json_number('event_time')),

@@ -1,8 +1,8 @@
 -- Snapchat's offline events CSV, as a table: after delivery_key (the ledger
 -- key, not written) come the file's columns in file order, each named as the
 -- file's header, and the shipper writes them as they are. The rows are those
--- of snapchat_conversions (the mart a Snapchat Conversions API path will also
--- read); ship one path or the other, never both.
+-- of snapchat_conversions (whose payload the Conversions API destination
+-- `snapchat` sends); ship one path or the other, never both.
 --
 -- Header names: NONE is confirmed by a Snapchat page we could read (casing
 -- included). They are these aliases, the one place to rename them.

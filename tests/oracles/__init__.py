@@ -17,6 +17,7 @@ from tests.oracles import (
     klaviyo,
     meta,
     pinterest,
+    snapchat,
     the_trade_desk,
     tiktok,
 )
@@ -26,10 +27,11 @@ BY_DESTINATION = {
     "tiktok": tiktok,
     "google_ads": google_ads,
     "pinterest": pinterest,
+    "snapchat": snapchat,
     "the_trade_desk": the_trade_desk,
     "braze": braze,
     "klaviyo": klaviyo,
 }
 
 __all__ = ["BY_DESTINATION", "braze", "google_ads", "klaviyo", "meta", "pinterest",
-           "the_trade_desk", "tiktok"]
+           "snapchat", "the_trade_desk", "tiktok"]

@@ -1,4 +1,5 @@
-"""Pinterest API for Conversions event (HEAD's shipper/destinations/pinterest.py)."""
+"""Pinterest API for Conversions event (HEAD's shipper/destinations/pinterest.py), with
+the birth date and gender hashes and `custom_data.contents` of issue #13."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from tests.oracles._common import (
     setting,
 )
 
-USER_DATA_KEYS = ("em", "ph", "fn", "ln", "ct", "st", "zp", "country", "external_id")
+USER_DATA_KEYS = ("em", "ph", "fn", "ln", "db", "ge", "ct", "st", "zp", "country",
+                  "external_id")
 MAX_EVENT_AGE_DAYS = 7
 _VALUE = re.compile(r"-?\d+(\.\d+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -45,7 +47,20 @@ def validate(row: Mapping[str, Any], now: float,
     content_ids = parse_json_array(row.get("content_ids"))
     if content_ids is None or not all(isinstance(item, str) for item in content_ids):
         return "content_ids is not a JSON array of strings"
+    contents = parse_json_array(row.get("contents"))
+    if contents is None or not all(_is_content(item) for item in contents):
+        return ("contents is not a JSON array of {id, item_price (a decimal string), "
+                "quantity (an integer)}")
     return None
+
+
+def _is_content(item: Any) -> bool:
+    if not isinstance(item, Mapping) or set(item) != {"id", "item_price", "quantity"}:
+        return False
+    price, quantity = item["item_price"], item["quantity"]
+    return (isinstance(item["id"], str) and isinstance(price, str)
+            and _VALUE.fullmatch(price) is not None
+            and isinstance(quantity, int) and not isinstance(quantity, bool))
 
 
 def to_wire(row: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -56,6 +71,7 @@ def to_wire(row: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -
         "order_id": row.get("order_id"),
         "num_items": row.get("num_items"),
         "content_ids": parse_json_array(row.get("content_ids")) or None,
+        "contents": parse_json_array(row.get("contents")) or None,
     })
     return drop_none({
         "event_name": row["event_name"],

@@ -62,9 +62,19 @@ MACROS = {
     "nfc": "offline_conversions.unicode_nfc('value')",
     "email": "offline_conversions.normalize_email('value')",
     "email_google": "offline_conversions.normalize_email_google(offline_conversions.normalize_email('value'))",
-    "email_uid2": "offline_conversions.normalize_email_uid2(offline_conversions.normalize_email('value'))",
-    "phone": "offline_conversions.normalize_phone_e164('value', 'calling_code', 'trunk_prefix')",
+    "email_uid2": "offline_conversions.normalize_email_uid2('value')",
+    # The phone rule's pieces (int_customer_countries puts them together; the
+    # marts compared below carry its result): the number as written, and the
+    # libphonenumber patterns, constants of up to thousands of characters.
+    "phone_written": "offline_conversions.phone_as_written('value')",
+    "phone_matches_region": "offline_conversions.phone_matches_region("
+                            "\"upper(coalesce(country_code, 'us'))\", offline_conversions.phone_digits_of("
+                            "offline_conversions.phone_as_written('value')))",
+    "phone_is_valid": "offline_conversions.phone_is_valid_number('calling_code', "
+                      "offline_conversions.phone_digits_of(offline_conversions.phone_as_written('value')))",
     "name": "offline_conversions.normalize_name('value')",
+    "name_google": "offline_conversions.normalize_name_google('value')",
+    "postal_code_google": "offline_conversions.normalize_postal_code_google('value', 'country_code')",
     "city": "offline_conversions.normalize_city('value')",
     "state": "offline_conversions.normalize_state('value')",
     "zip": "offline_conversions.normalize_zip('value', 'country_code')",

@@ -23,8 +23,6 @@ WHITESPACE = (
 _WS_CLASS = "".join(re.escape(c) for c in sorted(WHITESPACE))
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _EMAIL = re.compile(rf"[^@{_WS_CLASS}]+@[^@.{_WS_CLASS}]+(?:\.[^@.{_WS_CLASS}]+)+")
-_EXTENSION = re.compile(rf"[{_WS_CLASS}]*(?:ext(?:ension)?\.?|x|#)[{_WS_CLASS}]*[0-9]+$", re.IGNORECASE)
-_E164_DIGITS = re.compile(r"1[2-9][0-9]{9}|[2-9][0-9]{7,14}")
 
 
 def trim(value: str | None) -> str | None:
@@ -65,38 +63,33 @@ def normalize_email(value: str | None) -> str | None:
 
 
 def normalize_email_google(email: str | None) -> str | None:
+    """gmail.com / googlemail.com: the +suffix dropped, then every dot; an
+    empty local part is no email."""
     if email is None or not email.endswith(("@gmail.com", "@googlemail.com")):
         return email
     local, domain = email.split("@", 1)
-    return local.replace(".", "") + "@" + domain
+    local = local.split("+", 1)[0].replace(".", "")
+    return local + "@" + domain if local else None
 
 
-def normalize_email_uid2(email: str | None) -> str | None:
-    if email is None or not email.endswith("@gmail.com"):
-        return email
-    local = email.split("@", 1)[0].split("+", 1)[0]
-    return local.replace(".", "") + "@gmail.com"
-
-
-def normalize_phone_e164(value: str | None, calling_code: str, trunk_prefix: str | None) -> str | None:
+def normalize_email_uid2(value: str | None) -> str | None:
+    """UID2: trimmed, ASCII letters lower-cased (others as written); gmail.com
+    without the +tag and dots of the local part, an empty one is no email."""
     if (hashed := _hashed(value)) is not None:
         return hashed
     trimmed = trim(value)
     if trimmed is None:
         return None
-    written = _EXTENSION.sub("", trimmed, count=1).replace("(0)", "")
-    if any(unicodedata.category(c).startswith("L") for c in written):
+    candidate = trimmed.translate(_ASCII_LOWER)
+    if not _EMAIL.fullmatch(candidate):
         return None
-    digits = "".join(c for c in written if c in "0123456789")
-    if written.startswith("+"):
-        full = digits
-    elif digits.startswith("00"):
-        full = digits[2:]
-    elif trunk_prefix and digits.startswith(trunk_prefix):
-        full = calling_code + digits[len(trunk_prefix):]
-    else:
-        full = calling_code + digits
-    return "+" + full if _E164_DIGITS.fullmatch(full) else None
+    if not candidate.endswith("@gmail.com"):
+        return candidate
+    local = candidate.split("@", 1)[0].split("+", 1)[0].replace(".", "")
+    return local + "@gmail.com" if local else None
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def _letters_only(value: str | None) -> str | None:
@@ -114,6 +107,28 @@ def normalize_name(value: str | None) -> str | None:
 
 
 normalize_city = normalize_name
+
+
+def normalize_name_google(value: str | None) -> str | None:
+    """Google's given / family name: trimmed and lower-cased, nothing else.
+    Character by character, as the SQL does: each character's full lower
+    case ('İ' -> 'i' + U+0307, as Python's str.lower), but no final sigma
+    (str.lower on a whole word writes a closing 'Σ' as 'ς'; this, as 'σ')."""
+    trimmed = trim(value)
+    if trimmed is None:
+        return None
+    return "".join(c.lower() for c in trimmed)
+
+
+def normalize_postal_code_google(value: str | None, country_code: str | None) -> str | None:
+    """Google's postal code, sent in clear: trimmed; US the 5-digit zip (of
+    5, 5-4 or 9 digits) else nothing; no upstream hash."""
+    trimmed = trim(value)
+    if trimmed is None or _HEX64.fullmatch(trimmed.lower()):
+        return None
+    if country_code == "us":
+        return trimmed[:5] if re.fullmatch(r"[0-9]{5}(?:-?[0-9]{4})?", trimmed) else None
+    return trimmed
 
 
 def normalize_state(value: str | None) -> str | None:

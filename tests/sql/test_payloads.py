@@ -37,6 +37,7 @@ MARTS = {
     "tiktok": "tiktok_conversions",
     "google_ads": "google_ads_conversions",
     "pinterest": "pinterest_conversions",
+    "snapchat": "snapchat_conversions",
     "the_trade_desk": "the_trade_desk_conversions",
     "braze": "braze_attributes",
     "klaviyo": "klaviyo_profiles",
