@@ -59,6 +59,7 @@ select
     cast($now - (i % 3600) as bigint) as event_time,
     'evt-' || lpad(cast(i as varchar), 10, '0') as event_id,
     case when i % 10 = 0 then 'phone_call' else 'physical_store' end as action_source,
+    case when i % 10 = 0 then 7 else 62 end as max_event_age_days,
     sha256('customer' || i || '@example.com') as em,
     case when i % 3 = 0 then null else sha256('1555' || lpad(cast(i as varchar), 7, '0')) end
         as ph,

@@ -31,6 +31,7 @@ from shipper.files.destination import FileDestination
 from shipper.guards import build_problem, shrink_problem
 from shipper.hooks import Hooks
 from shipper.ledger import Ledger, LedgerError, RunCounts, set_memory_limit, storage_problem
+from shipper.pending import expired_condition
 from shipper.reader import (
     DuckDBSource,
     MartError,
@@ -128,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status", parents=[common], help="recent runs and rejected rows, from the ledger",
-        description="Print the recent runs per destination with their counts, and the "
-                    "rejected rows with their reasons.",
+        description="Print the recent runs per destination with their counts, the "
+                    "rejected rows with their reasons, and the requests a platform "
+                    "processes after answering (Google Data Manager) with their status.",
     )
     status.add_argument("destinations", nargs="*", metavar="DESTINATION",
                         help="limit to these destinations")
@@ -137,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="runs shown per destination (default 5)")
     status.add_argument("--rejections", type=int, default=20, metavar="N",
                         help="rejected rows listed (default 20)")
+    status.add_argument("--refresh", action="store_true",
+                        help="first ask the platforms how they processed the requests that "
+                             "have no final status yet (Google Data Manager's "
+                             "requestStatus.retrieve), and record it; needs their credentials")
     status.set_defaults(command=cmd_status)
 
     validate = commands.add_parser(
@@ -421,6 +427,11 @@ def cmd_status(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
     for name in args.destinations:
         if name not in known:
             raise ConfigError(f"unknown destination {name!r}: use one of {', '.join(known)}.")
+    if not Path(config.ship.ledger_path).is_file():
+        print(f"no ledger at {config.ship.ledger_path} yet: nothing has been shipped.")
+        return 0
+    refresh_problems = (_refresh_request_statuses(args.destinations, config, hooks)
+                        if args.refresh else [])
     ledger = Ledger.open_read_only(config.ship.ledger_path)
     if ledger is None:
         print(f"no ledger at {config.ship.ledger_path} yet: nothing has been shipped.")
@@ -429,6 +440,8 @@ def cmd_status(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
         runs = ledger.recent_runs(args.destinations, per_destination=args.runs)
         counts = ledger.rejection_counts(args.destinations)
         rejected = ledger.rejections(args.destinations, limit=args.rejections)
+        request_counts = ledger.request_counts(args.destinations)
+        request_problems = ledger.request_problems(args.destinations, limit=args.rejections)
     print(f"ledger: {config.ship.ledger_path}")
     print("recent runs:")
     print(_table(
@@ -451,7 +464,52 @@ def cmd_status(args: argparse.Namespace, config: Config, hooks: Hooks) -> int:
                        row["reason"]) for row in rejected]))
     else:
         print("rejected rows: none")
-    return 0
+    if request_counts:
+        print("requests processed after the answer (Google Data Manager), by status:")
+        print(_table(("destination", "status", "requests", "events"),
+                     [(row["destination"], row["status"], f"{row['requests']:,}",
+                       f"{int(row['events'] or 0):,}") for row in request_counts]))
+    if request_problems:
+        print(f"requests not processed without error (latest {len(request_problems)}):")
+        print(scrub(_table(
+            ("destination", "request_id", "sent_at", "status", "checked_at", "reason"),
+            [(row["destination"], row["request_id"], _time(row["sent_at"]), row["status"],
+              _time(row["checked_at"]), row["reason"] or "-") for row in request_problems])))
+    for problem in refresh_problems:
+        print(scrub(f"ship: {problem}"), file=sys.stderr)
+    return 2 if refresh_problems else 0
+
+
+def _refresh_request_statuses(names: Sequence[str], config: Config, hooks: Hooks) -> list[str]:
+    """`ship status --refresh`: each named (or enabled) destination that has requests a
+    platform processes later asks about them now. Returns what could not be asked."""
+    chosen = list(names) or [name for name in destinations.implemented()
+                             if config.settings_for(name).enabled]
+    refreshable = [(name, cls) for name in chosen
+                   if (cls := destinations.get(name)) is not None
+                   and hasattr(cls, "refresh_request_status")]
+    if not refreshable:
+        if names:
+            raise ConfigError(f"{', '.join(names)} has no requests processed after the answer: "
+                              "--refresh applies to google_ads.")
+        return []
+    problems = []
+    with Ledger.open(config.ship.ledger_path, config.ship.duckdb_memory_limit) as ledger:
+        for name, cls in refreshable:
+            credentials = _credentials(cls, name, config)
+            if credentials is None:
+                raise ConfigError(f"{name} cannot be asked about its requests without "
+                                  f"{cls.credential_hint()}: set it in the environment, or "
+                                  "run ship status without --refresh.")
+            destination = cls(config.settings_for(name), credentials, now=hooks.wallclock)
+            try:
+                check = destination.refresh_request_status(ledger, hooks)  # type: ignore[attr-defined]
+            finally:
+                destination.close()  # type: ignore[attr-defined]
+            print(scrub(check.describe(name)))
+            if check.problem:
+                problems.append(f"{name}: could not ask about every request: {check.problem}")
+    return problems
 
 
 # -- ship validate -----------------------------------------------------------------------------
@@ -511,9 +569,9 @@ def _payload_problems(con: duckdb.DuckDBPyConnection, relation: str,
                       destination: RestDestination) -> RunCounts:
     """What the shipper relies on in a REST mart, counted in one pass (the mart's dbt
     tests prove the same; this checks the table as it is now)."""
-    age = destination.max_age_seconds
-    expired = (f"count(*) filter (where event_time < {int(destination.now()) - age})"
-               if destination.kind == EVENTS and age is not None else "0")
+    # The expiry of a run (each event's own limit where the mart names one).
+    expired = (f"count(*) filter (where {expired_condition(destination, destination.now(), '')})"
+               if destination.kind == EVENTS else "0")
     total, missing_key, repeated, not_object, old = fetch_one(con, f"""
         select
             count(*),

@@ -361,8 +361,7 @@ class _Shipment:
         rows, expired, problems = _rows_of(record_batch, self.destination.extra_columns)
         if len(expired):
             self.counts.expired += len(expired)
-            self._record_now(_all(expired, "expired", "older than the platform's age limit "
-                                  f"({self.destination.settings.max_event_age_days} days)", 0))
+            self._record_now(_all(expired, "expired", self.destination.expired_reason, 0))
         if problems:
             rows = self._refuse(rows, problems)
         if self.destination.rewrites_payloads:

@@ -20,6 +20,12 @@ runs         one row per (run_id, destination): mode (live | dry_run), started_a
              and the counts rows_read, rows_skipped, rows_sent, rows_accepted,
              rows_rejected, rows_failed, rows_expired.
 rejections   view: the rejected rows with their reason.
+platform_requests       one row per request a platform processes after answering it
+             (Google Data Manager's requestId): run_id, sent_at, events, status (`sent`
+             until the platform's processing status is read, then the platform's:
+             PROCESSING, SUCCESS, PARTIAL_SUCCESS, FAILED; NOT_FOUND or NO_STATUS when it
+             never gave one), checked_at, checks, reason (its errors and warnings).
+platform_request_rows   which delivery_key travelled in which request.
 
 Every batch is written in one transaction by the thread that sent it, as
 soon as the platform answered and before that thread takes another batch, so
@@ -46,7 +52,7 @@ import pyarrow as pa
 from shipper.reader import fetch_one, quote_identifier, quote_literal
 from shipper.redact import scrub
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # DuckDB's memory limit while a rerun stages its pending rows (see stage_pending).
 STAGING_MEMORY_LIMIT = "1GB"
@@ -96,7 +102,27 @@ select
     run_id
 from deliveries
 where status = 'rejected';
+create table if not exists platform_requests (
+    destination varchar not null,
+    request_id varchar not null,
+    run_id varchar,
+    sent_at timestamp not null,
+    events integer not null,
+    status varchar not null,
+    checked_at timestamp,
+    checks integer not null default 0,
+    reason varchar,
+    primary key (destination, request_id)
+);
+create table if not exists platform_request_rows (
+    destination varchar not null,
+    request_id varchar not null,
+    delivery_key varchar not null
+);
 """
+
+# platform_requests.status values that are final: the platform will say nothing more.
+FINAL_REQUEST_STATUSES = ("SUCCESS", "PARTIAL_SUCCESS", "FAILED", "NOT_FOUND", "NO_STATUS")
 
 _RECORD_SCHEMA = pa.schema([
     ("delivery_key", pa.string()),
@@ -495,6 +521,111 @@ class Ledger:
         finally:
             self._con.unregister("batch_records")
 
+    # -- platform requests (answered at once, processed later: Google Data Manager) ----------
+
+    def record_request(self, run_id: str, destination: str, request_id: str,
+                       keys: Sequence[str]) -> None:
+        """Remember the platform's id of one accepted request and the keys it carried, so
+        its processing status can be asked for later and applied to those rows."""
+        table = pa.Table.from_arrays([pa.array(list(keys), pa.string())],
+                                     names=["delivery_key"])
+        params = {"destination": destination, "request_id": request_id, "run_id": run_id,
+                  "now": utcnow(), "events": len(keys)}
+        with self._lock:
+            self._con.register("request_keys", table)
+            try:
+                self._con.execute("begin transaction")
+                try:
+                    self._con.execute(
+                        "insert into platform_requests (destination, request_id, run_id, "
+                        "sent_at, events, status) values ($destination, $request_id, "
+                        "$run_id, $now, $events, 'sent') on conflict do nothing", params)
+                    self._con.execute(
+                        "insert into platform_request_rows select $destination, $request_id, "
+                        "delivery_key from request_keys",
+                        {"destination": destination, "request_id": request_id})
+                    self._con.execute("commit")
+                except BaseException:
+                    _rollback(self._con)
+                    raise
+            finally:
+                self._con.unregister("request_keys")
+
+    def requests_to_check(self, destination: str, *, sent_before: dt.datetime | None = None,
+                          limit: int = 1000) -> list[dict[str, Any]]:
+        """The destination's requests whose processing status is not final yet, oldest
+        first (those sent before `sent_before`, when given)."""
+        final = ", ".join(quote_literal(status) for status in FINAL_REQUEST_STATUSES)
+        when = "and sent_at <= $sent_before" if sent_before is not None else ""
+        params: dict[str, Any] = {"destination": destination}
+        if sent_before is not None:
+            params["sent_before"] = sent_before
+        return self._dicts(
+            f"select request_id, run_id, events, status, sent_at, checks "
+            f"from platform_requests where destination = $destination "
+            f"and status not in ({final}) {when} "
+            f"order by sent_at, request_id limit {int(limit)}", params)
+
+    def give_up_requests(self, destination: str, sent_before: dt.datetime,
+                         reason: str) -> int:
+        """Stop asking about requests sent before `sent_before` that never got a final
+        status: they become NO_STATUS with `reason`. Returns how many."""
+        final = ", ".join(quote_literal(status) for status in FINAL_REQUEST_STATUSES)
+        with self._lock:
+            row = fetch_one(self._con, f"""
+                update platform_requests
+                set status = 'NO_STATUS', reason = $reason, checked_at = $now
+                where destination = $destination and status not in ({final})
+                    and sent_at < $sent_before
+            """, {"destination": destination, "reason": reason, "now": utcnow(),
+                  "sent_before": sent_before})
+        return int(row[0]) if row else 0
+
+    def settle_request(self, destination: str, request_id: str, status: str,
+                       reason: str | None, rows_status: str | None = None,
+                       rows_reason: str | None = None) -> int:
+        """Record the platform's processing status of a request and, with `rows_status`
+        ('rejected' or 'failed'), give it to the rows that request delivered (those still
+        delivered by that request's run), with `rows_reason`. Returns the rows changed."""
+        now = utcnow()
+        params = {"destination": destination, "request_id": request_id}
+        with self._lock:
+            self._con.execute("begin transaction")
+            try:
+                self._con.execute(
+                    "update platform_requests set status = $status, reason = $reason, "
+                    "checked_at = $now, checks = checks + 1 "
+                    "where destination = $destination and request_id = $request_id",
+                    {**params, "status": status, "now": now,
+                     "reason": scrub(reason)[:2000] if reason else None})
+                changed = 0
+                if rows_status is not None:
+                    row = fetch_one(self._con, """
+                        update deliveries
+                        set status = $rows_status,
+                            rejected_by = case when $rows_status = 'rejected'
+                                               then 'platform' end,
+                            error = $rows_reason,
+                            last_attempt_at = $now
+                        where destination = $destination
+                            and status = 'delivered'
+                            and run_id = (
+                                select run_id from platform_requests
+                                where destination = $destination
+                                    and request_id = $request_id)
+                            and delivery_key in (
+                                select delivery_key from platform_request_rows
+                                where destination = $destination
+                                    and request_id = $request_id)
+                    """, {**params, "rows_status": rows_status, "now": now,
+                          "rows_reason": scrub(rows_reason)[:2000] if rows_reason else None})
+                    changed = int(row[0]) if row else 0
+                self._con.execute("commit")
+            except BaseException:
+                _rollback(self._con)
+                raise
+        return changed
+
     def stage_pending(self, con: duckdb.DuckDBPyConnection, destination: str, relation: str,
                       columns: Sequence[str], resend_when_changed: bool,
                       reader: duckdb.DuckDBPyConnection | None = None,
@@ -691,6 +822,32 @@ class Ledger:
         )
         return rows[0] if rows else None
 
+    def request_counts(self, destinations: Sequence[str] | None = None,
+                       ) -> list[dict[str, Any]]:
+        """Requests and their events by destination and processing status (none when the
+        ledger predates the table: read-only, it is not migrated)."""
+        filter_sql, params = _destination_filter(destinations)
+        return self._dicts_if_table(
+            f"select destination, status, count(*) as requests, sum(events) as events "
+            f"from platform_requests {filter_sql} group by all "
+            f"order by destination, status", params)
+
+    def request_problems(self, destinations: Sequence[str] | None = None,
+                         limit: int = 20) -> list[dict[str, Any]]:
+        """The latest requests the platform did not (or not yet) process without error."""
+        filter_sql, params = _destination_filter(destinations)
+        return self._dicts_if_table(
+            f"select * from (select destination, request_id, run_id, sent_at, events, status, "
+            f"checked_at, reason from platform_requests {filter_sql}) "
+            f"where status <> 'SUCCESS' order by destination, sent_at desc, request_id "
+            f"limit {int(limit)}", params)
+
+    def _dicts_if_table(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return self._dicts(sql, params)
+        except duckdb.CatalogException:
+            return []
+
     def _dicts(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         cursor = self._con.cursor()
         try:
@@ -715,6 +872,8 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
 
     1 -> 2: `deliveries.status` may be 'expired' (DuckDB cannot alter a CHECK
     constraint, so the table is rebuilt) and `runs` counts expired rows.
+    2 -> 3: the tables `platform_requests` and `platform_request_rows` (created by
+    _SCHEMA, which runs after this).
     """
     tables = {row[0] for row in con.execute(
         "select table_name from information_schema.tables where table_schema = 'main'"
@@ -725,17 +884,21 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     version = row[0] if row else SCHEMA_VERSION
     if version == SCHEMA_VERSION:
         return
-    if version != "1":
+    if version not in ("1", "2"):
         raise LedgerError(f"the ledger has schema version {version}, which this shipper does "
                           f"not know (it writes {SCHEMA_VERSION}): use a newer shipper.")
     con.execute("begin transaction")
     try:
-        con.execute("drop view if exists rejections")
-        con.execute("alter table deliveries rename to deliveries_v1")
+        if version == "1":
+            con.execute("drop view if exists rejections")
+            con.execute("alter table deliveries rename to deliveries_v1")
+            con.execute(_SCHEMA)
+            con.execute("insert into deliveries select * from deliveries_v1")
+            con.execute("drop table deliveries_v1")
+            con.execute("alter table runs add column if not exists rows_expired bigint "
+                        "default 0")
+        # 2 -> 3 adds tables only: _SCHEMA creates them (here, or right after).
         con.execute(_SCHEMA)
-        con.execute("insert into deliveries select * from deliveries_v1")
-        con.execute("drop table deliveries_v1")
-        con.execute("alter table runs add column if not exists rows_expired bigint default 0")
         con.execute("update ledger_info set value = ? where key = 'schema_version'",
                     [SCHEMA_VERSION])
         con.execute("commit")

@@ -10,7 +10,10 @@ profiles  done when delivered or rejected by the platform with the same
           `payload_sha256` (a changed profile is sent again).
 
 An event whose `event_time` is older than the platform's hard age limit at
-send time is streamed with `__expired` set: recorded as expired, not sent.
+send time is streamed with `__expired` set: recorded as expired, not sent. The
+limit is the destination's `max_event_age_days`, or, for a platform whose limit
+differs by event (Meta: 62 days for physical_store, 7 for the others), the
+limit the mart decided for the row (`age_limit_column`): `expired_condition`.
 
 The run streams what this module returns from the reader's DuckDB
 (`Ledger.reader()`): on a first run (the ledger knows none of the mart's keys)
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import duckdb
 
-from shipper.destinations.base import EVENTS, RestDestination
+from shipper.destinations.base import EVENTS, SECONDS_PER_DAY, RestDestination
 from shipper.reader import fetch_one, quote_identifier, quote_literal
 
 # DuckDB's memory limit while a rerun stages its pending rows: a one-off query,
@@ -193,12 +196,28 @@ def _done_condition(events: bool, fingerprint: str) -> str:
     return f"coalesce({done}, false)"
 
 
-def _streamed_columns(destination: RestDestination, fingerprint: str, now: float) -> str:
+def expired_condition(destination: RestDestination, now: float, table: str = "mart") -> str:
+    """SQL over the mart's row (`table`, or bare columns when empty): true when the event
+    is older than the platform's hard age limit at `now`, unix seconds.
+
+    Whether a row is too old is the only thing about it decided at send time; its limit
+    is the `max_event_age_days` setting, or the row's own `age_limit_column` (decided in
+    SQL) where the module names one, the setting then holding a row whose limit is NULL.
+    Profiles never expire."""
     age = destination.max_age_seconds
     if age is None:
-        expired = "false"
-    else:
-        expired = f"coalesce(mart.event_time < {int(now) - age}, false)"
+        return "false"
+    prefix = f"{table}." if table else ""
+    if destination.age_limit_column is None:
+        return f"coalesce({prefix}event_time < {int(now) - age}, false)"
+    limit_days = (f"coalesce(cast({prefix}{quote_identifier(destination.age_limit_column)} "
+                  f"as bigint), {age // SECONDS_PER_DAY})")
+    return (f"coalesce({prefix}event_time < {int(now)} - {limit_days} * {SECONDS_PER_DAY}, "
+            "false)")
+
+
+def _streamed_columns(destination: RestDestination, fingerprint: str, now: float) -> str:
+    expired = expired_condition(destination, now)
     # A payload that is not shaped as a JSON object would make its whole request invalid:
     # it is rejected alone. Only its shape is checked here, `{` first and `}` last, byte
     # for byte (parsing or trimming every payload would cost more than the rest of the

@@ -85,4 +85,6 @@ class DestinationSettings:
     )
     max_event_age_days: int = setting(
         7, "The platform's age limit: an event older than this when the run reaches it is "
-           "recorded as expired, not sent (the mart's window decides which events exist).")
+           "recorded as expired, not sent (the mart's window decides which events exist). "
+           "Where the limit differs by event (Meta), the mart's row names each event's own "
+           "and this holds only a row that names none.")

@@ -278,12 +278,19 @@ class RestDestination(Destination):
     `kind` decides the ledger policy and the mart's third column:
       events    `event_time` (unix seconds, what the platform ages the event by): a
                 key once delivered is never sent again, and a row older than the
-                platform's hard limit (`max_event_age_days`) at send time is
-                recorded `expired`, not sent;
+                platform's hard limit at send time is recorded `expired`, not sent:
+                the `max_event_age_days` setting, or, where the platform's limit
+                differs by event (`age_limit_column`), the limit the mart's row
+                names;
       profiles  `payload_sha256`: a key is sent again whenever it changes.
     """
 
     kind: ClassVar[str] = EVENTS
+    # A mart column holding each event's own hard age limit in days, decided in SQL
+    # (Meta: `max_event_age_days`, 62 for physical_store events and 7 for the others),
+    # or None: every event is held to the `max_event_age_days` setting, which also
+    # holds a row whose limit is NULL.
+    age_limit_column: ClassVar[str | None] = None
     # Mart columns beyond delivery_key, payload and event_time / payload_sha256 that
     # the module's prepare step reads (The Trade Desk: the hashes it maps to UID2s).
     extra_columns: ClassVar[tuple[str, ...]] = ()
@@ -294,7 +301,8 @@ class RestDestination(Destination):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         third = "event_time" if cls.kind == EVENTS else "payload_sha256"
-        cls.columns = ("delivery_key", "payload", third, *cls.extra_columns)
+        age_limit = (cls.age_limit_column,) if cls.age_limit_column else ()
+        cls.columns = ("delivery_key", "payload", third, *age_limit, *cls.extra_columns)
 
     # -- what a module implements ---------------------------------------------------------
 
@@ -340,10 +348,19 @@ class RestDestination(Destination):
 
     @property
     def max_age_seconds(self) -> int | None:
-        """The platform's hard age limit of an event, or None (profiles)."""
+        """The platform's hard age limit of an event (of one whose row names none, with
+        `age_limit_column`), or None (profiles)."""
         if self.kind != EVENTS:
             return None
         return self.settings.max_event_age_days * SECONDS_PER_DAY
+
+    @property
+    def expired_reason(self) -> str:
+        """Why an expired event was not sent, as the ledger records it."""
+        if self.age_limit_column:
+            return (f"older than the platform's age limit for this event (the mart's "
+                    f"{self.age_limit_column})")
+        return f"older than the platform's age limit ({self.settings.max_event_age_days} days)"
 
 
 def not_the_platforms(title: str, status: int, body: Any) -> Verdict:

@@ -1,13 +1,17 @@
 """Google Ads offline conversions through the Data Manager API (events:ingest).
 
-Reads `delivery_key`, `payload` (one event, built by the mart) and `event_time`
-of `google_ads_conversions` (docs/marts.md). Contract followed, checked
-against Google's published Data Manager client types (google-ads-datamanager,
-`IngestEventsRequest`, `Event`, `Destination`, `UserData`, `Consent`) and its
+Reads `delivery_key`, `payload` (one event, built by the mart), `event_time`
+and `store_sales` of `google_ads_conversions` (docs/marts.md). Contract
+followed, checked against Google's published Data Manager client types
+(google-ads-datamanager 0.9.4: `IngestEventsRequest`, `Event`, `EventLocation`,
+`Destination`, `RetrieveRequestStatusResponse`), its REST reference
+(`requestStatus.retrieve`), its "Diagnostics" and store sales guides, and its
 "Understand API errors" guide:
 
 - `POST {base_url}/{api_version}/events:ingest`, OAuth bearer token in the
-  `Authorization` header (env GOOGLE_ADS_ACCESS_TOKEN); never in the body.
+  `Authorization` header, never in the body. The token comes from
+  `shipper.google_auth`: a service account key or a refresh token (refreshed
+  before it expires, and once more on a 401), or a plain access token.
 - Body `{"destinations": [{"operatingAccount": {"accountType": "GOOGLE_ADS",
   "accountId": <customer id, 10 digits>}, "productDestinationId": <conversion
   action id>}, "loginAccount"?: ...], "events": [...], "encoding": "HEX",
@@ -15,8 +19,17 @@ against Google's published Data Manager client types (google-ads-datamanager,
   `IngestEventsRequest.events` field documentation].
 - Event: `transactionId` (the order id, Google's dedup key), `eventTimestamp`
   (RFC 3339 with the order's own offset), `eventSource` (IN_STORE | PHONE),
-  `conversionValue`, `currency`, `userData.userIdentifiers` ([{emailAddress},
-  {phoneNumber}], SHA-256 hex), `consent` {adUserData, adPersonalization}.
+  `conversionValue`, `currency`, `userData.userIdentifiers`, `consent`,
+  `cartData` (items; Merchant Center ids when the dbt vars set them) and, for
+  store sales, `eventLocation.storeId`. Built by the mart;
+  tests/vendors/test_google_datamanager.py parses every request body into the
+  library's `IngestEventsRequest`.
+- Store sales (`store_sales = true`, allowlisted accounts): the same request to
+  a conversion action of type STORE_SALES ("Send events", store sales guide);
+  the mart built with the dbt var `google_ads_store_sales: true` carries
+  `eventLocation.storeId` ("Required for Store Sales", `EventLocation.store_id`)
+  and only store orders, eventSource IN_STORE. The mart's `store_sales` column
+  says how it was built; a mart built for the other mode stops the destination.
 - Google's fast-fail model: one invalid event fails the whole request with
   HTTP 400 INVALID_ARGUMENT and a `google.rpc.BadRequest` naming the fields.
   Violations naming `events[...]` make the batch `reject_batch`, and the
@@ -25,29 +38,45 @@ against Google's published Data Manager client types (google-ads-datamanager,
   both 0- and 1-based, and a wrong guess would reject a good event for good.
   Violations naming only request-level fields (destinations, encoding) stop
   the destination: no event can fix our configuration.
-- HTTP 200 carries `{"requestId": ...}`; processing diagnostics come later,
-  asynchronously (`requestStatus.retrieve`), and are not read here. The
-  requestId is kept with every delivered row (the ledger's `error` column of a
-  delivered row) so `requestStatus.retrieve` can be asked by hand.
+- HTTP 200 carries `{"requestId": ...}` (and maybe `fieldWarnings`). The
+  request id is kept with every delivered row (the `error` column of a
+  delivered row) and in the ledger's `platform_requests` /
+  `platform_request_rows`. Google processes the events afterwards; the next
+  live run (or `ship status --refresh`) asks `GET {base_url}/{api_version}/
+  requestStatus:retrieve?requestId=...` ("wait 30 minutes", "may take up to 24
+  hours": the Diagnostics guide) and records the answer: PROCESSING (asked
+  again next time), SUCCESS, PARTIAL_SUCCESS or FAILED with `errorInfo.
+  errorCounts` (a reason and a count, per destination: Google does not say which
+  events of a request failed). A FAILED request's rows become rejected with
+  Google's reasons (failed, so sent again, when a reason is Google's internal
+  error or the account's setup; left delivered when every reason is a
+  duplicate transaction id, which means the conversions are already there); a
+  PARTIAL_SUCCESS request is listed by `ship status` with its reasons, its rows
+  left delivered since nothing says which failed.
 - `validate_only = true` (test mode) asks Google to check the request and
   ingest nothing: the rows are then recorded as failed ("validated only"), so
   they are sent for real once validate_only is off, never marked delivered.
 
 Not confirmed: the age limit of a conversion on this path (`max_event_age_days`,
-90 by default; the mart's window stays inside it); the OAuth token is
-taken as given, its refresh is left to whoever sets GOOGLE_ADS_ACCESS_TOKEN.
+90 by default; the mart's window stays inside it); what requestStatus answers
+for an unknown or too old request id (404 and 400 are both read as NOT_FOUND).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from shipper.destinations.base import (
     PAYLOADS,
     Payload,
+    PrepareContext,
+    PrepareError,
     Request,
     RestDestination,
     RowOutcome,
@@ -58,7 +87,26 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.google_auth import (
+    CREDENTIAL_HINT,
+    ENV_NAMES,
+    BearerHeaders,
+    TokenRefused,
+    TokenSource,
+    TokenUnavailable,
+    token_source,
+)
+from shipper.google_auth import credentials_from_env as google_credentials_from_env
+from shipper.http import RetryingSession
+from shipper.ledger import STORAGE_ERRORS, utcnow
+from shipper.redact import get_logger, scrub
 from shipper.settings import ConfigError, DestinationSettings, setting
+
+if TYPE_CHECKING:
+    from shipper.hooks import Hooks
+    from shipper.ledger import Ledger
+
+log = get_logger(__name__)
 
 _CUSTOMER_ID = re.compile(r"\d{10}")
 _EVENT_FIELD = re.compile(r"^events\[(\d+)\]")
@@ -70,6 +118,19 @@ _FATAL_STATUSES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND"
                              "FAILED_PRECONDITION"})
 _RETRY_STATUSES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "ABORTED", "INTERNAL",
                              "DEADLINE_EXCEEDED"})
+
+# RequestStatusPerDestination.RequestStatus; the Diagnostics guide writes FAILURE.
+_FAILED = frozenset({"FAILED", "FAILURE"})
+_SETTLED = frozenset({"SUCCESS", "PARTIAL_SUCCESS", *_FAILED})
+# ProcessingErrorReason values after which the same event, sent again, can succeed:
+# Google's own error, or the account's setup (terms, the advertiser's consent).
+_RETRY_REASONS = frozenset({
+    "PROCESSING_ERROR_REASON_INTERNAL_ERROR",
+    "PROCESSING_ERROR_REASON_DESTINATION_ACCOUNT_ENHANCED_CONVERSIONS_TERMS_NOT_SIGNED",
+    "PROCESSING_ERROR_REASON_NO_CONSENT",
+})
+# The conversion is already in Google Ads (a resend after a run was killed).
+_DUPLICATE = "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID"
 
 
 @dataclass(frozen=True)
@@ -87,20 +148,84 @@ class GoogleAdsSettings(DestinationSettings):
               "10 digits; dashes are removed."
     )
     conversion_action_id: str | None = setting(
-        None, "Conversion action id the events are ingested into (productDestinationId)."
+        None, "Conversion action id the events are ingested into (productDestinationId); "
+              "with store_sales, a STORE_SALES conversion action."
     )
     login_customer_id: str | None = setting(
-        None, "Manager account id the token acts through (loginAccount); empty when the "
-              "token has direct access to customer_id."
+        None, "Manager account id the credentials act through (loginAccount); empty when "
+              "they have direct access to customer_id."
     )
     validate_only: bool = setting(
         False, "Test mode: Google validates each request and ingests nothing; the rows stay "
                "pending (recorded as failed) until this is off."
     )
+    store_sales: bool = setting(
+        False, "Store sales conversions (allowlisted Google Ads accounts): conversion_action_id "
+               "is a STORE_SALES action and the mart is built with the dbt var "
+               "google_ads_store_sales: true (store orders with eventLocation.storeId)."
+    )
+    oauth_endpoint: str | None = setting(
+        None, "OAuth 2.0 token endpoint the service account key or refresh token is traded "
+              "at; empty: the key file's token_uri, else https://oauth2.googleapis.com/token."
+    )
+    check_request_status: bool = setting(
+        True, "At the start of each live run, ask Google how it processed the requests "
+              "earlier runs sent (requestStatus.retrieve) and record it per row."
+    )
+    status_check_after_minutes: float = setting(
+        30.0, "Ask about a request only this long after it was sent (Google: wait 30 "
+              "minutes; processing may take up to 24 hours)."
+    )
+    status_check_days: int = setting(
+        7, "Stop asking about a request that has no final status this many days after it "
+           "was sent (it is then recorded as NO_STATUS)."
+    )
+    status_checks_per_run: int = setting(
+        1000, "Requests asked about per run at most, oldest first; the rest wait."
+    )
     max_event_age_days: int = setting(
         90, "Age limit: an older conversion is recorded as expired, not sent (not confirmed "
             "for Data Manager; the mart's google_ads_window_days stays inside it)."
     )
+
+
+@dataclass
+class StatusCheck:
+    """What asking Google about earlier requests found."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    rows_changed: Counter[str] = field(default_factory=Counter)
+    given_up: int = 0
+    problem: str | None = None
+
+    def describe(self, name: str) -> str:
+        if not self.statuses and not self.given_up and not self.problem:
+            return f"{name}: no request waits for Google's processing status"
+        parts = [f"{count} {status}" for status, count in sorted(self.statuses.items())]
+        line = f"{name}: Google's processing status of {sum(self.statuses.values())} " \
+               f"request(s): {', '.join(parts) or 'none read'}"
+        changes = [f"{count:,} row(s) now {status}"
+                   for status, count in sorted(self.rows_changed.items())]
+        if changes:
+            line += f"; {', '.join(changes)}"
+        if self.given_up:
+            line += f"; {self.given_up} request(s) without a final status given up"
+        if self.problem:
+            line += f"; stopped asking: {self.problem}"
+        return line
+
+
+@dataclass(frozen=True)
+class _StatusAnswer:
+    """Google's answer about one request, as far as the retrying session and the ledger
+    are concerned."""
+
+    retryable: bool
+    reason: str | None
+    status: str = ""
+    rows_status: str | None = None
+    rows_reason: str | None = None
+    fatal: bool = False
 
 
 @register
@@ -109,13 +234,19 @@ class GoogleAds(RestDestination):
     title = "Google Ads"
     settings_class = GoogleAdsSettings
     max_batch_size = 2000
-    credential_env = ("GOOGLE_ADS_ACCESS_TOKEN",)
+    # The variables a credential may be read from (shipper.google_auth); one kind is set.
+    credential_env = ENV_NAMES
     required_settings = ("customer_id", "conversion_action_id")
+    extra_columns = ("store_sales",)
     settings: GoogleAdsSettings
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
                  *args: Any, **kwargs: Any) -> None:
         super().__init__(settings, credentials, *args, **kwargs)
+        self._check_settings()
+        self._tokens: TokenSource | None = None
+        self._ledger: Ledger | None = None
+        self._run_id: str | None = None
         if credentials:
             # A live send with a malformed account id would have every batch refused.
             for key in ("customer_id", "login_customer_id"):
@@ -126,6 +257,41 @@ class GoogleAds(RestDestination):
                         f"fix GOOGLE_ADS_{key.upper()} or {key} under "
                         "[destinations.google_ads]."
                     )
+            self._tokens = token_source(
+                credentials, self.settings.oauth_endpoint,
+                (self.settings.connect_timeout_seconds, self.settings.timeout_seconds))
+
+    @classmethod
+    def credential_hint(cls) -> str:
+        return CREDENTIAL_HINT
+
+    @classmethod
+    def credentials_from_env(cls, settings: DestinationSettings,
+                             env: Mapping[str, str]) -> dict[str, str] | None:
+        """The one Google credential in the environment (shipper.google_auth), or None."""
+        return google_credentials_from_env(env)
+
+    def _check_settings(self) -> None:
+        settings = self.settings
+        fix = "under [destinations.google_ads] or in GOOGLE_ADS_"
+        endpoint = settings.oauth_endpoint
+        if endpoint and not endpoint.startswith(("https://", "http://")):
+            raise ConfigError(f"oauth_endpoint {endpoint!r} must be an https:// URL: fix it "
+                              f"{fix}OAUTH_ENDPOINT.")
+        if settings.status_check_days < 1 or settings.status_checks_per_run < 1:
+            raise ConfigError("status_check_days and status_checks_per_run must be at least 1: "
+                              f"fix them {fix}STATUS_CHECK_DAYS / "
+                              "GOOGLE_ADS_STATUS_CHECKS_PER_RUN.")
+        if settings.status_check_after_minutes < 0:
+            raise ConfigError(f"status_check_after_minutes must not be negative: fix it {fix}"
+                              "STATUS_CHECK_AFTER_MINUTES.")
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _headers(self, headers: dict[str, str]) -> Mapping[str, str]:
+        if self._tokens is None:  # a dry run: no credentials, no Authorization header
+            return headers
+        return BearerHeaders(headers, self._tokens)
 
     def build_request(self, payloads: Sequence[Payload]) -> Request:
         url = f"{self.base_url}/{self.settings.api_version}/events:ingest"
@@ -148,11 +314,12 @@ class GoogleAds(RestDestination):
         }
         if self.settings.validate_only:
             template["validateOnly"] = True
-        token = self.credentials.get("GOOGLE_ADS_ACCESS_TOKEN", "")
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        headers = self._headers({"Content-Type": "application/json"})
         return Request("POST", url, headers, envelope(template, payloads))
 
     def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+        if self._tokens is not None and status != 401:
+            self._tokens.taken(self._tokens.last_used())
         if 200 <= status < 300:
             if self.settings.validate_only:
                 return Verdict.per_row([RowOutcome(
@@ -163,21 +330,24 @@ class GoogleAds(RestDestination):
             request_id = json_error_field(body, "requestId")
             if not isinstance(request_id, str) or not request_id:
                 return not_the_platforms(self.title, status, body)
+            self._remember(request_id, rows)
             note = f"Data Manager requestId {request_id}"
             return Verdict.per_row([RowOutcome("accepted", note)] * len(rows))
+        if status == 401 and self._tokens is not None \
+                and self._tokens.refused(self._tokens.last_used()):
+            return Verdict.retry("Google refused the access token (HTTP 401); asking for a "
+                                 "new one")
         error = json_error_field(body, "error")
         if not isinstance(error, Mapping):
             if status in (401, 403):
-                return Verdict.fatal(f"Google answered HTTP {status}: check "
-                                     "GOOGLE_ADS_ACCESS_TOKEN")
+                return Verdict.fatal(f"Google answered HTTP {status}: check {self._hint()}")
             return not_the_platforms(self.title, status, body)
         canonical = str(error.get("status") or "")
         reason = _describe(error)
         if status in (401, 403) or canonical in _FATAL_STATUSES:
             return Verdict.fatal(
                 f"Google refused the credentials or account: {reason}; check "
-                "GOOGLE_ADS_ACCESS_TOKEN, customer_id, login_customer_id and "
-                "conversion_action_id"
+                f"{self._hint()}, customer_id, login_customer_id and conversion_action_id"
             )
         if canonical in _RETRY_STATUSES:
             return Verdict.retry(f"Google asked to retry: {reason}")
@@ -188,6 +358,228 @@ class GoogleAds(RestDestination):
                 return Verdict.fatal(f"Google refused the request, not an event: {reason}")
             return Verdict.reject_batch(reason)
         return Verdict.retry(f"unexpected HTTP {status} from Google: {reason}")
+
+    def _hint(self) -> str:
+        return self._tokens.hint if self._tokens is not None else CREDENTIAL_HINT
+
+    def _remember(self, request_id: str, rows: Rows) -> None:
+        """Keep which rows the request carried, to apply Google's processing status to
+        them later. A ledger that cannot take it loses that only, not the delivery."""
+        if self._ledger is None or self._run_id is None:
+            return
+        try:
+            self._ledger.record_request(self._run_id, self.name, request_id, rows.keys)
+        except STORAGE_ERRORS as exc:
+            log.warning("%s: could not record requestId %s in the ledger (%s); its "
+                        "processing status will not be read", self.name, request_id,
+                        scrub(exc))
+
+    # -- before and after sending --------------------------------------------------------------
+
+    def open_prepare(self, context: PrepareContext) -> None:
+        """A live run: the first token now (refused credentials stop here, before any row
+        is read), then Google's processing status of the requests earlier runs sent."""
+        if context.dry_run or self._tokens is None:
+            return
+        self._ledger, self._run_id = context.ledger, context.run_id
+        problem = self._start_tokens(context.hooks)
+        if problem:
+            raise PrepareError(problem)
+        if self.settings.check_request_status:
+            check = self.check_requests(context.ledger, context.hooks, wait=True)
+            if check.statuses or check.given_up or check.problem:
+                # Rows Google failed, or questions that went unanswered, are worth a warning.
+                level = log.warning if check.problem or check.rows_changed else log.info
+                level("%s", check.describe(self.name))
+
+    def prepare(self, rows: Rows) -> list[str | None]:
+        flags = rows.extra.get("store_sales") or []
+        if flags:
+            built_for_store_sales = bool(flags[0])
+            if any(bool(flag) != built_for_store_sales for flag in flags) \
+                    or built_for_store_sales != self.settings.store_sales:
+                raise PrepareError(_mode_mismatch(self.settings.store_sales, flags))
+        if self._ledger is not None:
+            # A live run: the fingerprint of each payload goes into the ledger with the
+            # delivered row, so a row Google fails later is rejected with it and is not
+            # sent again unless its payload changes (events carry none by default).
+            rows.fingerprints = [
+                print_ if print_ is not None else hashlib.sha256(payload).hexdigest()
+                for print_, payload in zip(rows.fingerprints, rows.payloads, strict=True)]
+        return [None] * len(rows)
+
+    def close_prepare(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        close = getattr(self._tokens, "close", None)
+        if close is not None:
+            close()
+
+    def _start_tokens(self, hooks: Hooks) -> str | None:
+        """Take the run's clock and a first token; why not, in one sentence."""
+        assert self._tokens is not None
+        self._tokens.wallclock = hooks.wallclock
+        try:
+            self._tokens.token()
+        except TokenRefused as exc:
+            return str(exc)
+        except TokenUnavailable as exc:
+            return f"{exc}: nothing was sent; run again later"
+        return None
+
+    # -- Google's processing status (requestStatus.retrieve) -------------------------------------
+
+    def refresh_request_status(self, ledger: Ledger, hooks: Hooks) -> StatusCheck:
+        """`ship status --refresh`: ask about every request without a final status now."""
+        if self._tokens is None:
+            return StatusCheck(problem=f"no credentials: set {CREDENTIAL_HINT}")
+        problem = self._start_tokens(hooks)
+        if problem:
+            return StatusCheck(problem=problem)
+        return self.check_requests(ledger, hooks, wait=False)
+
+    def check_requests(self, ledger: Ledger, hooks: Hooks, *, wait: bool) -> StatusCheck:
+        """Ask Google about the requests without a final status (with `wait`, only those
+        sent status_check_after_minutes ago or more) and record each answer."""
+        settings = self.settings
+        check = StatusCheck()
+        now = utcnow()
+        days = settings.status_check_days
+        check.given_up = ledger.give_up_requests(
+            self.name, now - dt.timedelta(days=days),
+            f"Google gave no final processing status within {days} day(s)")
+        sent_before = now - dt.timedelta(minutes=settings.status_check_after_minutes) \
+            if wait else None
+        waiting = ledger.requests_to_check(self.name, sent_before=sent_before,
+                                           limit=settings.status_checks_per_run)
+        if not waiting:
+            return check
+        session = RetryingSession.for_destination(self.name, settings, **hooks.for_session())
+        try:
+            for request in waiting:
+                request_id = str(request["request_id"])
+                result = session.send(
+                    self._status_request(request_id),
+                    lambda status, body, request_id=request_id: self._read_status(
+                        status, body, request_id))
+                answer = result.verdict
+                if answer is None:
+                    check.problem = result.failure_reason or "no answer"
+                    break
+                if answer.fatal:
+                    check.problem = answer.reason
+                    break
+                changed = ledger.settle_request(self.name, request_id, answer.status,
+                                                answer.reason, answer.rows_status,
+                                                answer.rows_reason)
+                check.statuses[answer.status] += 1
+                if changed and answer.rows_status:
+                    check.rows_changed[answer.rows_status] += changed
+        finally:
+            session.close()
+        return check
+
+    def _status_request(self, request_id: str) -> Request:
+        url = f"{self.base_url}/{self.settings.api_version}/requestStatus:retrieve"
+        return Request("GET", url, self._headers({"Accept": "application/json"}), None,
+                       {"requestId": request_id})
+
+    def _read_status(self, status: int, body: Any, request_id: str) -> _StatusAnswer:
+        if self._tokens is not None and status != 401:
+            self._tokens.taken(self._tokens.last_used())
+        if 200 <= status < 300:
+            entries = json_error_field(body, "requestStatusPerDestination")
+            if not isinstance(entries, list):
+                return _StatusAnswer(True, f"HTTP {status} from Google without a request "
+                                           "status")
+            return _settle(request_id, entries)
+        if status == 401 and self._tokens is not None \
+                and self._tokens.refused(self._tokens.last_used()):
+            return _StatusAnswer(True, "Google refused the access token (HTTP 401); asking "
+                                       "for a new one")
+        error = json_error_field(body, "error")
+        reason = _describe(error) if isinstance(error, Mapping) else f"HTTP {status}"
+        if status in (400, 404):
+            # Not a request id Google knows (any more): nothing more will come.
+            return _StatusAnswer(False, f"Google does not know requestId {request_id}: "
+                                        f"{reason}", "NOT_FOUND")
+        if status in (401, 403) or 400 <= status < 500:
+            return _StatusAnswer(False, f"Google refused to say how it processed requestId "
+                                        f"{request_id}: {reason}; check {self._hint()}",
+                                 fatal=True)
+        return _StatusAnswer(True, f"unexpected HTTP {status} from Google: {reason}")
+
+
+def _settle(request_id: str, entries: list[Any]) -> _StatusAnswer:
+    """What RetrieveRequestStatusResponse.requestStatusPerDestination says about the
+    request (this destination sends one Destination per request), for the ledger."""
+    statuses = [str(entry.get("requestStatus") or "REQUEST_STATUS_UNKNOWN")
+                if isinstance(entry, Mapping) else "REQUEST_STATUS_UNKNOWN"
+                for entry in entries] or ["REQUEST_STATUS_UNKNOWN"]
+    errors: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    records = 0
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        for counts, key in ((errors, ("errorInfo", "errorCounts")),
+                            (warnings, ("warningInfo", "warningCounts"))):
+            for item in json_error_field(entry, *key) or ():
+                if isinstance(item, Mapping):
+                    counts[str(item.get("reason") or "UNSPECIFIED")] += _count(
+                        item.get("recordCount"))
+        records = max(records, _count(json_error_field(entry, "eventsIngestionStatus",
+                                                       "recordCount")))
+    if not all(status in _SETTLED for status in statuses):
+        return _StatusAnswer(False, "Google is still processing the request", "PROCESSING")
+    if all(status == "SUCCESS" for status in statuses):
+        overall = "SUCCESS"
+    elif all(status in _FAILED for status in statuses):
+        overall = "FAILED"
+    else:
+        overall = "PARTIAL_SUCCESS"
+    failed = sum(errors.values())
+    text = overall
+    if overall != "SUCCESS":
+        of = f" of {records:,}" if records else ""
+        text += f": {failed:,}{of} events failed" if failed else ": Google gave no reason"
+    if errors:
+        text += " (" + ", ".join(f"{reason} x{count:,}"
+                                 for reason, count in errors.most_common()) + ")"
+    if warnings:
+        text += "; warnings: " + ", ".join(f"{reason} x{count:,}"
+                                          for reason, count in warnings.most_common())
+    if overall != "FAILED":
+        return _StatusAnswer(False, text, overall)
+    reasons = set(errors)
+    if reasons & _RETRY_REASONS:
+        rows_status: str | None = "failed"
+    elif reasons and reasons <= {_DUPLICATE}:
+        rows_status = None  # already in Google Ads: the rows stay delivered
+    else:
+        rows_status = "rejected"
+    rows_reason = (f"Google could not process this event (Data Manager requestId {request_id}, "
+                   f"{text})")
+    return _StatusAnswer(False, text, overall, rows_status, rows_reason)
+
+
+def _count(value: Any) -> int:
+    """A proto3 JSON int64: a number, or its decimal text."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _mode_mismatch(store_sales: bool, flags: Sequence[Any]) -> str:
+    if store_sales:
+        return ("store_sales is on for google_ads, but google_ads_conversions was not built for "
+                "store sales: rebuild it with the dbt var google_ads_store_sales: true, or set "
+                "GOOGLE_ADS_STORE_SALES=false")
+    return ("google_ads_conversions was built for store sales (dbt var google_ads_store_sales), "
+            "but store_sales is off for google_ads: set GOOGLE_ADS_STORE_SALES=true (a "
+            "STORE_SALES conversion action), or rebuild the mart without it")
 
 
 def account_id(value: str) -> str:

@@ -10,17 +10,23 @@ import-errors endpoints):
 
 - `POST {base_url}/api/profile-bulk-import-jobs` with `Authorization:
   Klaviyo-API-Key <KLAVIYO_API_KEY>`, `revision: <date>`, and the JSON:API
-  media type in `Content-Type` and `Accept`.
+  media type in `Content-Type` and `Accept`. The default revision is the one
+  Klaviyo's own SDK (klaviyo-api 25.0.0) sends, `2026-10-15`
+  (tests/vendors/test_klaviyo_api.py keeps the two equal); the `revision`
+  setting pins another.
 - Body `{"data": {"type": "profile-bulk-import-job", "attributes": {"profiles":
   {"data": [<payload>, ...]}}, "relationships"?: {"lists": ...}}}`, each payload
   `{"type": "profile", "attributes": {"external_id", "email"?, "phone_number"?,
-  "properties": {...}}}`; at most 10,000 profiles and 5 MB per job: batches are
+  "first_name"?, "last_name"?, "location"?: {"address1", "city", "region",
+  "zip", "country"}, "properties": {...}}}`; at most 10,000 profiles and 5 MB per job: batches are
   cut on both the count and the bytes (`max_request_bytes`). Klaviyo's 100 KB
   per profile is the mart's rule (a larger profile never reaches it).
 - 202 answers with the job (`data.id`, `data.attributes.status`: queued |
   processing | complete | cancelled). The job is read back with
-  `GET .../profile-bulk-import-jobs/{id}` every `poll_interval_seconds`, for
-  at most `poll_timeout_seconds`; when it is complete with a `failed_count`,
+  `GET .../profile-bulk-import-jobs/{id}`, first `poll_interval_seconds` after
+  the 202, then each wait `poll_backoff` times the one before, up to
+  `poll_max_interval_seconds`, for at most `poll_timeout_seconds` of waiting
+  (the last wait is cut to end there); when it is complete with a `failed_count`,
   `GET .../{id}/import-errors` (cursor pages, `links.next`) names the failed
   profiles (by `source.pointer`, else by the external_id / email in
   `original_payload`, compared with the profiles the job carried). They are
@@ -33,8 +39,21 @@ import-errors endpoints):
 - Errors `{"errors": [{"id", "code", "title", "detail", "source"}]}`; 400 on
   the job request is split by the delivery loop to isolate the profile(s);
   401/403 stop the destination; 429 (Retry-After) and 5xx are retried.
-- Rate limits 10/s burst, 150/min steady per endpoint: requests_per_second
-  defaults to 2 across the job and polling requests.
+- Rate limits (each endpoint's reference page, and klaviyo-api's docstrings):
+  creating a job, reading it and reading its errors are each limited to 10
+  requests a second (burst) and 150 a minute (steady), per account, counted
+  in fixed windows ("Rate limits, status codes, and errors"). Each endpoint
+  has a `shipper.pacing.Pacer` shared by the sender threads, with a bucket for
+  each limit (`burst_limit` in `burst_window_seconds`, `steady_limit` in
+  `steady_window_seconds`, a token back `rate_limit_margin_seconds` after the
+  window): a request takes its tokens right before it goes, waiting for them
+  when the limits are reached, so a run of any size is paced, not throttled.
+  `requests_per_second` stays 0. Pacing is set up by `open_prepare` for a live
+  run only: a dry run, and a request built outside a run, never wait. A 429
+  (the account's quota is shared with its other clients) is waited out by
+  shipper.http for its Retry-After; that retry, like a retry after a 5xx,
+  takes no token (shipper.http has no hook for it) and holds back only the
+  thread that met the 429.
 
 Email and phone number travel in the request body only. Klaviyo's error texts
 can quote them back; every reason this module returns (stored in the ledger
@@ -54,6 +73,7 @@ from shipper.destinations.base import (
     PAYLOADS,
     PROFILES,
     Payload,
+    PrepareContext,
     Request,
     RestDestination,
     RowOutcome,
@@ -64,9 +84,15 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
-from shipper.settings import DestinationSettings, setting
+from shipper.pacing import EndpointPacers, Limit
+from shipper.redact import get_logger
+from shipper.settings import ConfigError, DestinationSettings, setting
+
+log = get_logger(__name__)
 
 JSON_API = "application/vnd.api+json"
+# The three endpoints a job uses, each under its own rate limits.
+CREATE, READ_JOB, READ_ERRORS = "create job", "read job", "read import errors"
 
 # Anything with an @ inside is treated as an address, well-formed or not.
 _EMAIL_TEXT = re.compile(r"[^\s\"'<>(),;]*[^\s\"'<>(),;:]@[^\s\"'<>(),;]+")
@@ -82,22 +108,73 @@ class KlaviyoSettings(DestinationSettings):
     )
     mart: str = setting("klaviyo_profiles", "The mart this destination reads.")
     base_url: str = setting("https://a.klaviyo.com", "Klaviyo API host.")
-    revision: str = setting("2025-10-15", "API revision date sent in the `revision` header.")
+    revision: str = setting(
+        "2026-10-15", "API revision date sent in the `revision` header (the default is "
+                      "klaviyo-api 25.0.0's; set an older date to pin it)."
+    )
     batch_size: int = setting(10_000, "Profiles per import job (Klaviyo: at most 10,000).")
     max_request_bytes: int = setting(
         5_000_000, "Bytes per import job request (Klaviyo: 5 MB); jobs are cut below it."
     )
     requests_per_second: float = setting(
-        2.0, "Rate limit across job and polling requests (Klaviyo: 150 a minute steady)."
+        0.0, "Leave at 0: each endpoint is paced by the burst and steady limits below (a "
+             "spacing across all of them on top would only blur that pacing)."
     )
-    poll_interval_seconds: float = setting(5.0, "Seconds between two reads of a job's status.")
+    burst_limit: int = setting(
+        10, "Requests to each job endpoint (create, read, read errors) in any "
+            "burst_window_seconds (Klaviyo: 10 a second burst)."
+    )
+    burst_window_seconds: float = setting(1.0, "The burst window (Klaviyo: 1 second).")
+    steady_limit: int = setting(
+        150, "Requests to each job endpoint in any steady_window_seconds (Klaviyo: 150 a "
+             "minute steady)."
+    )
+    steady_window_seconds: float = setting(60.0, "The steady window (Klaviyo: 1 minute).")
+    rate_limit_margin_seconds: float = setting(
+        0.25, "Added to both windows for the time a request takes to reach Klaviyo, whose "
+              "windows are counted on its side."
+    )
+    poll_interval_seconds: float = setting(
+        5.0, "Seconds from the job's 202 to the first read of its status."
+    )
+    poll_backoff: float = setting(
+        2.0, "Each later wait between two reads is this many times the one before (1: a "
+             "fixed interval)."
+    )
+    poll_max_interval_seconds: float = setting(60.0, "The longest wait between two reads.")
     poll_timeout_seconds: float = setting(
-        1800.0, "Polling budget per job; a job still running after it is sent again next run."
+        1800.0, "Seconds of waiting for one job; a job still running then is sent again next "
+                "run."
     )
     error_page_size: int = setting(
         100, "Import errors read per page (page[size]; Klaviyo's default is 20)."
     )
     list_id: str | None = setting(None, "Optional Klaviyo list the imported profiles join.")
+
+    def __post_init__(self) -> None:
+        def fix(key: str) -> str:
+            return (f"set KLAVIYO_{key.upper()} or {key} under [destinations.klaviyo] in "
+                    "shipper.toml")
+
+        for key in ("burst_limit", "steady_limit"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} for klaviyo must be at least 1: {fix(key)}.")
+        for key in ("burst_window_seconds", "steady_window_seconds", "poll_interval_seconds"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} for klaviyo must be above 0: {fix(key)}.")
+        for key in ("rate_limit_margin_seconds", "poll_timeout_seconds"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} for klaviyo must not be negative: {fix(key)}.")
+        if self.poll_backoff < 1:
+            raise ConfigError(f"poll_backoff for klaviyo must be at least 1: "
+                              f"{fix('poll_backoff')}.")
+        if self.poll_max_interval_seconds < self.poll_interval_seconds:
+            raise ConfigError("poll_max_interval_seconds for klaviyo must be at least "
+                              f"poll_interval_seconds: {fix('poll_max_interval_seconds')}.")
+
+    def limits(self) -> tuple[Limit, Limit]:
+        return (Limit(self.burst_limit, self.burst_window_seconds),
+                Limit(self.steady_limit, self.steady_window_seconds))
 
 
 @register
@@ -109,9 +186,30 @@ class Klaviyo(RestDestination):
     max_batch_size = 10_000
     credential_env = ("KLAVIYO_API_KEY",)
     settings: KlaviyoSettings
+    # Set by open_prepare for a live run: a Pacer per endpoint, shared by the threads.
+    _pacers: EndpointPacers | None = None
 
     def request_byte_limit(self) -> int | None:
         return self.settings.max_request_bytes
+
+    # -- pacing under Klaviyo's rate limits ----------------------------------------------------
+
+    def open_prepare(self, context: PrepareContext) -> None:
+        settings, hooks = self.settings, context.hooks
+        self._pacers = None if context.dry_run else EndpointPacers(
+            settings.limits(), margin=settings.rate_limit_margin_seconds, clock=hooks.clock,
+            sleep=hooks.sleep)
+
+    def close_prepare(self) -> None:
+        pacers, self._pacers = self._pacers, None
+        for line in pacers.summary() if pacers else ():
+            log.info("%s: paced under Klaviyo's rate limits: %s", self.name, line)
+
+    def _pace(self, endpoint: str) -> None:
+        """Wait for the endpoint's tokens: called last when a request is built, right
+        before the delivery loop sends it."""
+        if self._pacers is not None:
+            self._pacers.acquire(endpoint)
 
     def _headers(self, with_body: bool) -> dict[str, str]:
         headers = {
@@ -131,8 +229,11 @@ class Klaviyo(RestDestination):
         if self.settings.list_id:
             job["relationships"] = {"lists": {"data": [{"type": "list",
                                                          "id": self.settings.list_id}]}}
+        body = envelope({"data": job}, payloads)
+        if payloads:  # an empty one is only measured (the envelope's bytes), never sent
+            self._pace(CREATE)
         return Request("POST", f"{self.base_url}/api/profile-bulk-import-jobs",
-                       self._headers(True), envelope({"data": job}, payloads))
+                       self._headers(True), body)
 
     def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
         if status in (200, 201, 202):
@@ -140,7 +241,8 @@ class Klaviyo(RestDestination):
             if not job_id:
                 reason = f"Klaviyo answered HTTP {status} without a job id"
                 return Verdict.per_row([RowOutcome("retryable", reason)] * len(rows))
-            return Verdict.pending(_Poll(str(job_id)), wait=self.settings.poll_interval_seconds)
+            first = self.settings.poll_interval_seconds
+            return Verdict.pending(_Poll(str(job_id), waited=first, last_wait=first), wait=first)
         reason = _errors_text(body, status)
         if status in (401, 403):
             return Verdict.fatal(f"Klaviyo refused the API key: {reason}; check "
@@ -158,9 +260,11 @@ class Klaviyo(RestDestination):
 
     def follow_up_request(self, follow_up: Any, rows: Rows) -> Request:
         poll: _Poll = follow_up
-        jobs = f"{self.base_url}/api/profile-bulk-import-jobs/{poll.job_id}"
         if poll.errors_url is None:
-            return Request("GET", jobs, self._headers(False), None)
+            self._pace(READ_JOB)
+            return Request("GET", f"{self.base_url}/api/profile-bulk-import-jobs/{poll.job_id}",
+                           self._headers(False), None)
+        self._pace(READ_ERRORS)
         return Request("GET", poll.errors_url, self._headers(False), None)
 
     def parse_follow_up(self, status: int, body: Any, follow_up: Any, rows: Rows) -> Verdict:
@@ -180,11 +284,15 @@ class Klaviyo(RestDestination):
         attributes = json_error_field(body, "data", "attributes") or {}
         state = attributes.get("status") if isinstance(attributes, Mapping) else None
         if state in ("queued", "processing"):
-            waited = (poll.polls + 1) * self.settings.poll_interval_seconds
-            if waited >= self.settings.poll_timeout_seconds:
+            settings = self.settings
+            if poll.waited >= settings.poll_timeout_seconds:
                 return self._all_pending(rows, f"job {poll.job_id} still {state} after "
-                                               f"{waited:g} s")
-            return Verdict.pending(poll.next_poll(), wait=self.settings.poll_interval_seconds)
+                                               f"{poll.waited:g} s")
+            # Backing off: each wait longer than the last, up to the cap, the last one cut
+            # to end with the budget.
+            wait = min(poll.last_wait * settings.poll_backoff, settings.poll_max_interval_seconds,
+                       settings.poll_timeout_seconds - poll.waited)
+            return Verdict.pending(poll.next_poll(wait), wait=wait)
         if state == "complete":
             failed = attributes.get("failed_count") or 0
             if not failed:
@@ -251,10 +359,12 @@ class Klaviyo(RestDestination):
 
 @dataclass(frozen=True)
 class _Poll:
-    """Where a job stands: its id, how often it was polled, the errors read so far."""
+    """Where a job stands: its id, the waits before its reads (in all, and the last),
+    the errors read so far."""
 
     job_id: str
-    polls: int = 0
+    waited: float = 0.0
+    last_wait: float = 0.0
     errors_url: str | None = None
     failed: int = 0
     found: Mapping[int, str] | None = None
@@ -264,14 +374,15 @@ class _Poll:
         if self.found is None:
             object.__setattr__(self, "found", {})
 
-    def next_poll(self) -> _Poll:
-        return _Poll(self.job_id, self.polls + 1)
+    def next_poll(self, wait: float) -> _Poll:
+        return _Poll(self.job_id, self.waited + wait, wait)
 
     def read_errors(self, url: str, failed: int) -> _Poll:
-        return _Poll(self.job_id, self.polls, url, failed, {}, 0)
+        return _Poll(self.job_id, self.waited, self.last_wait, url, failed, {}, 0)
 
     def more_errors(self, url: str, found: Mapping[int, str], unplaced: int) -> _Poll:
-        return _Poll(self.job_id, self.polls, url, self.failed, found, unplaced)
+        return _Poll(self.job_id, self.waited, self.last_wait, url, self.failed, found,
+                     unplaced)
 
 
 def _profile_index(attributes: Mapping[str, Any], count: int,

@@ -1,24 +1,35 @@
-"""Meta Conversions API, offline (physical store) events.
+"""Meta Conversions API, offline (physical store and phone) events.
 
-Reads `delivery_key`, `payload` (one event, built by the mart) and `event_time`
-of `meta_conversions` (docs/marts.md). Contract followed (PLATFORMS.md):
+Reads `delivery_key`, `payload` (one event, built by the mart), `event_time` and
+`max_event_age_days` of `meta_conversions` (docs/marts.md). Contract followed
+(PLATFORMS.md, and Meta's pages where they differ):
 
 - `POST {base_url}/{api_version}/{dataset_id}/events?access_token=...`; the
   token travels as the `access_token` query parameter, so it is never part of
-  the body the dry run writes.
+  the body the dry run writes. `api_version` defaults to the Graph API version
+  of the current official SDK (facebook-business 26.0.3: v26.0, which
+  PLATFORMS.md still gives as v25.0; tests/vendors checks the two agree);
+  setting it pins an older version.
 - Body `{"data": [...], "test_event_code"?: ..., "partner_agent"?: ...}`, at most
   1,000 events.
 - Meta rejects the whole request for one bad event (HTTP 400 with the error
   envelope); the delivery loop splits such a batch to isolate the event.
 - Throttling (codes 4, 17, 32, 613, HTTP 429) and transient errors (codes 1, 2 or
-  `is_transient`) are retried; token, permission and unknown-dataset errors stop
-  the destination (nothing is marked rejected because of our own credentials).
+  `is_transient`) are retried; token, permission and unknown-dataset errors, and
+  a pinned version Meta no longer serves (code 2635), stop the destination
+  (nothing is marked rejected because of our own credentials or settings).
 
-The mart's window (dbt var `meta_window_days`) decides which events there are;
-`max_event_age_days` (7: Meta documents both 7 days and 62 days for
-physical-store events, and a request holding one event older than its limit
-fails entirely) only keeps an event that has grown too old since the build
-from being sent.
+Age: Meta's "Using the API" page (developers.facebook.com/documentation/
+ads-commerce/conversions-api/using-the-api, "Upload Time versus Event
+Transaction Time") allows an event_time up to 7 days before the upload, a
+request holding one older event failing entirely, and physical_store events
+within 62 days of the sale. The limit is therefore per event, decided in SQL:
+the mart's `max_event_age_days` (62 for physical_store, 7 for phone_call and
+any other), and the mart's windows (dbt vars `meta_store_window_days` 60,
+`meta_phone_window_days` 5) decide which events there are. The shipper only
+records an event that has grown older than its own row's limit since the
+build as expired, not sent (`age_limit_column`); the `max_event_age_days`
+setting (7) holds a row whose limit is NULL.
 """
 
 from __future__ import annotations
@@ -47,18 +58,25 @@ TRANSIENT_CODES = frozenset({1, 2})
 # 190 invalid/expired token, 102 session, 10 and 200-299 permissions.
 AUTH_CODES = frozenset({10, 102, 190})
 UNKNOWN_OBJECT_SUBCODE = 33
+# "(#2635) You are calling a deprecated version of the Ads API": a pinned
+# api_version Meta no longer serves; no event is at fault.
+DEPRECATED_VERSION_CODE = 2635
 
 
 @dataclass(frozen=True)
 class MetaSettings(DestinationSettings):
     mart: str = setting("meta_conversions", "The mart this destination reads.")
     base_url: str = setting("https://graph.facebook.com", "Graph API host.")
-    api_version: str = setting("v25.0", "Graph API version (the official SDK pins v25.0).")
+    api_version: str = setting(
+        "v26.0", "Graph API version: the one the official SDK (facebook-business 26.0.3) "
+                 "calls; set an older one to pin it while Meta still serves it.")
     dataset_id: str | None = setting(None, "Dataset (pixel / offline event set) id.")
     partner_agent: str | None = setting(None, "Optional partner_agent sent with each request.")
     max_event_age_days: int = setting(
-        7, "Meta's age limit: an older event is recorded as expired, not sent (Meta refuses "
-           "the whole request holding one).")
+        7, "Meta's age limit of an event whose mart row names none (its max_event_age_days "
+           "NULL): 7 days, Meta's limit for any action_source but physical_store. Each row's "
+           "own max_event_age_days decides otherwise; an older event is recorded as expired, "
+           "not sent (Meta refuses the whole request holding one).")
 
 
 @register
@@ -69,6 +87,8 @@ class Meta(RestDestination):
     max_batch_size = 1000
     credential_env = ("META_ACCESS_TOKEN",)
     required_settings = ("dataset_id",)
+    # Meta's limit depends on the event's action_source: the mart holds each one's.
+    age_limit_column = "max_event_age_days"
     settings: MetaSettings
 
     def build_request(self, payloads: Sequence[Payload]) -> Request:
@@ -111,6 +131,11 @@ class Meta(RestDestination):
             return Verdict.fatal(
                 f"Meta refused the credentials or dataset: {reason}; check META_ACCESS_TOKEN "
                 "and dataset_id"
+            )
+        if code == DEPRECATED_VERSION_CODE:
+            return Verdict.fatal(
+                f"Meta no longer serves Graph API {self.settings.api_version}: {reason}; "
+                "set api_version to a current one (the default follows the official SDK)"
             )
         if 400 <= status < 500:
             return Verdict.reject_batch(reason)

@@ -13,9 +13,11 @@ description as published in its generated clients):
 - Body `{"data": [...]}`, at most 1,000 events; unknown keys are rejected, so
   only documented keys are sent and NULL values are left out.
 - Event: `event_name`, `action_source`, `event_time` (unix seconds),
-  `event_id`, `user_data` (em, ph, fn, ln, ct, st, zp, country, external_id:
-  lists of SHA-256 hex), `custom_data` {currency, value (a string), order_id,
-  num_items, content_ids}.
+  `event_id`, `user_data` (em, ph, fn, ln, db, ge, ct, st, zp, country,
+  external_id: lists of SHA-256 hex; db as YYYYMMDD, ge f or m, st a
+  two-letter code and zp digits only, else left out), `custom_data`
+  {currency, value (a string), order_id, num_items, content_ids, contents
+  [{id, item_price (a string), quantity}]}.
 - Response: `{"num_events_received", "num_events_processed", "events":
   [{"status": "processed" | "failed", "error_message", "warning_message"}]}`,
   one entry per event in request order. HTTP 200 means all processed, HTTP

@@ -6,8 +6,10 @@ file's: hashed email and phone, event type (PURCHASE), ISO-8601 UTC
 timestamp, price, currency, transaction id, item ids and number of items
 (PLATFORMS.md). No vendor page we could read confirms the header names or
 their casing [?]: they are the model's aliases, the one place to rename
-them. It keeps its own ledger entries: when a Snapchat Conversions API path
-(`snapchat`) exists, enable one of the two, not both.
+them. It keeps its own ledger entries, apart from the Conversions API
+destination `snapchat` (shipper/destinations/snapchat.py), which sends the
+same orders from `snapchat_conversions`: enable one of the two, not both,
+or Snap counts each sale twice (`ship run` refuses both live).
 """
 
 from __future__ import annotations

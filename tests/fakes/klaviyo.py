@@ -3,18 +3,31 @@
 - `POST /api/profile-bulk-import-jobs` checks the headers Klaviyo requires
   (`Authorization: Klaviyo-API-Key <key>`, a `revision` date, the JSON:API
   media type in Content-Type and Accept), the body size (5 MB, `max_bytes`),
-  the JSON:API shape, at most 10,000 profiles, known profile attributes and
-  an identifier per profile. It answers 202 with a queued job; a request it
+  the JSON:API shape, at most 10,000 profiles, known profile attributes (and
+  known `location` members, strings where Klaviyo's ProfileLocation has
+  strings) and an identifier per profile. It answers 202 with a queued job; a request it
   cannot parse gets 400 `{"errors": [{id, code, title, detail, source}]}`.
 - `GET /api/profile-bulk-import-jobs/{id}` moves the job on at every read:
-  queued, processing, then complete after `polls_to_complete` reads (or never,
-  with `stuck`; or cancelled, with `cancel_jobs`). On completion the good
-  profiles are upserted into `profiles` and counted in `imported`.
+  queued, processing, then complete once it was read `polls_to_complete` times
+  and `processing_seconds` have passed since it was created (or never, with
+  `stuck`; or cancelled, with `cancel_jobs`). On completion the good profiles
+  are upserted into `profiles` and counted in `imported`.
 - `GET /api/profile-bulk-import-jobs/{id}/import-errors` pages the profiles
   that failed (a bad email or phone, or an external_id in `refuse`) with
   `page[size]` (default 20, at most 100) and a `links.next` cursor. Each error
   quotes the offending value back, as Klaviyo's do, with `source.pointer`
   naming the profile (left out with `pointerless`) and `original_payload`.
+
+Rate limits, as Klaviyo enforces them ("Rate limits, status codes, and
+errors"; each endpoint's reference page): per account and per endpoint, in
+fixed windows, each of the three endpoints (`create job`, `read job`, `read
+import errors`) takes at most 10 requests in a 1-second window (burst) and
+150 in a 1-minute window (steady), `limits` by default. A request over either
+gets 429 with `Retry-After` (whole seconds to the end of the window that is
+full) and is not counted. Windows start at multiples of their length on
+`clock`: tests pass their fake clock (the one the shipper sleeps on) or a real
+one with scaled-down limits. `seen` keeps (endpoint, time, throttled) of
+every request the limits saw, `throttles` the Retry-After of each 429.
 
 `misbehave` scripts the next requests whatever they are; `failing_reads`
 scripts the next GETs only (a poll that fails while the job runs on).
@@ -24,8 +37,11 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import re
+import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -36,8 +52,15 @@ JSON_API = "application/vnd.api+json"
 PROFILE_KEYS = frozenset({"email", "phone_number", "external_id", "anonymous_id", "_kx",
                           "first_name", "last_name", "organization", "locale", "title", "image",
                           "location", "properties"})
+LOCATION_KEYS = frozenset({"address1", "address2", "city", "country", "latitude", "longitude",
+                           "region", "zip", "timezone", "ip"})
+LOCATION_TEXT_KEYS = LOCATION_KEYS - {"latitude", "longitude"}
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
+CREATE, READ_JOB, READ_ERRORS = "create job", "read job", "read import errors"
+# (requests, window seconds) of each endpoint: Klaviyo's burst and steady limits.
+DOCUMENTED_LIMITS: dict[str, tuple[tuple[int, float], ...]] = {
+    endpoint: ((10, 1.0), (150, 60.0)) for endpoint in (CREATE, READ_JOB, READ_ERRORS)}
 
 
 @dataclass
@@ -45,6 +68,7 @@ class Job:
     job_id: str
     profiles: list[dict[str, Any]]
     errors: list[dict[str, Any]]
+    created_at: float = 0.0
     reads: int = 0
     status: str = "queued"
     cancelled: bool = False
@@ -59,11 +83,20 @@ class FakeKlaviyo(FakeApp):
     MAX_PROFILES = 10_000
 
     def __init__(self, *, api_key: str = "pk_klaviyo_test_key_0123456789abcdef",
-                 max_bytes: int = 5_000_000, polls_to_complete: int = 2) -> None:
+                 max_bytes: int = 5_000_000, polls_to_complete: int = 2,
+                 processing_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 limits: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> None:
         super().__init__()
         self.api_key = api_key
         self.max_bytes = max_bytes
         self.polls_to_complete = polls_to_complete
+        self.processing_seconds = processing_seconds
+        self.clock = clock
+        self.limits = dict(DOCUMENTED_LIMITS if limits is None else limits)
+        # (endpoint, window length) -> (window number, requests counted in it)
+        self.windows: dict[tuple[str, float], tuple[int, int]] = {}
+        self.seen: list[tuple[str, float, bool]] = []  # (endpoint, when, throttled)
+        self.throttles: list[int] = []  # the Retry-After of every 429 given
         self.jobs: dict[str, Job] = {}
         self.job_order: list[str] = []
         self.profiles: dict[str, dict[str, Any]] = {}
@@ -102,6 +135,33 @@ class FakeKlaviyo(FakeApp):
                           f"Request was throttled. Expected available in {retry_after} second.",
                           headers={"Retry-After": retry_after})
 
+    def arrivals(self, endpoint: str) -> list[float]:
+        """When the requests the limits let through to `endpoint` arrived."""
+        with self.lock:
+            return [at for name, at, throttled in self.seen
+                    if name == endpoint and not throttled]
+
+    def admit(self, endpoint: str) -> Reply | None:
+        """Count the request in each of the endpoint's fixed windows, or refuse it (429,
+        not counted) when one of them is full already."""
+        with self.lock:
+            now = self.clock()
+            counts, full_until = {}, None
+            for requests, seconds in self.limits.get(endpoint, ()):
+                number = math.floor(now / seconds)
+                window, count = self.windows.get((endpoint, seconds), (number, 0))
+                count = count if window == number else 0
+                if count >= requests:
+                    full_until = max(full_until or now, (number + 1) * seconds)
+                counts[(endpoint, seconds)] = (number, count + 1)
+            self.seen.append((endpoint, now, full_until is not None))
+            if full_until is None:
+                self.windows.update(counts)
+                return None
+            wait = max(1, math.ceil(full_until - now))  # Retry-After is whole seconds
+            self.throttles.append(wait)
+            return self.throttled(str(wait))
+
     # -- the API ----------------------------------------------------------------------------
 
     def handle(self, request: FakeRequest) -> Reply:
@@ -116,6 +176,12 @@ class FakeKlaviyo(FakeApp):
         parts = request.path.strip("/").split("/")
         if parts[:2] != ["api", "profile-bulk-import-jobs"]:
             return self.errors(404, "not_found", "Not found.", "Unknown endpoint.")
+        endpoint = {("POST", 2): CREATE, ("GET", 3): READ_JOB}.get((request.method, len(parts)))
+        if request.method == "GET" and len(parts) == 4 and parts[3] == "import-errors":
+            endpoint = READ_ERRORS
+        refused = self.admit(endpoint) if endpoint else None
+        if refused is not None:
+            return refused
         if request.method == "POST" and len(parts) == 2:
             return self.create_job(request)
         if request.method == "GET" and self.failing_reads:
@@ -162,13 +228,25 @@ class FakeKlaviyo(FakeApp):
             if not any(attributes.get(key) for key in ("email", "phone_number", "external_id")):
                 return self.errors(400, "invalid", "Invalid input.",
                                    "A profile needs an identifier.", f"{pointer}/attributes")
+            location = attributes.get("location")
+            if location is not None and (
+                    not isinstance(location, dict) or set(location) - LOCATION_KEYS
+                    or any(not isinstance(location[key], str)
+                           for key in set(location) & LOCATION_TEXT_KEYS
+                           if location[key] is not None)):
+                return self.errors(400, "invalid", "Invalid input.",
+                                   "Invalid profile location.", f"{pointer}/attributes/location")
+            for key in ("first_name", "last_name"):
+                if attributes.get(key) is not None and not isinstance(attributes[key], str):
+                    return self.errors(400, "invalid", "Invalid input.",
+                                       f"{key} must be a string.", f"{pointer}/attributes/{key}")
             problem = self.check_profile(attributes)
             if problem:
                 key, detail = problem
                 errors.append({"index": index, "pointer": f"{pointer}/attributes/{key}",
                                "detail": detail, "payload": attributes})
-        job = Job(uuid.uuid4().hex[:12], profiles, errors, stuck=self.stuck,
-                  cancelled=self.cancel_jobs, body_bytes=len(request.body))
+        job = Job(uuid.uuid4().hex[:12], profiles, errors, created_at=self.clock(),
+                  stuck=self.stuck, cancelled=self.cancel_jobs, body_bytes=len(request.body))
         with self.lock:
             self.jobs[job.job_id] = job
             self.job_order.append(job.job_id)
@@ -194,7 +272,8 @@ class FakeKlaviyo(FakeApp):
             if job.status in ("queued", "processing"):
                 if job.cancelled:
                     job.status = "cancelled"
-                elif not job.stuck and job.reads >= self.polls_to_complete:
+                elif (not job.stuck and job.reads >= self.polls_to_complete
+                      and self.clock() - job.created_at >= self.processing_seconds):
                     job.status = "complete"
                     self.commit(job)
                 else:

@@ -3,7 +3,9 @@
 Checks what Pinterest checks: the token and ad account, at most 1,000 events,
 no unknown key anywhere (Pinterest rejects them), the required event fields,
 `user_data` values as lists of SHA-256 hex, `custom_data.value` as a string,
-and the event time window. The answer lists one status per event in request
+`custom_data.contents` as a list of {id, item_price (a string), quantity (an
+integer), item_name, item_category, item_brand} (the members of Pinterest's
+ConversionEventsCustomDataContents, nothing else), and the event time window. The answer lists one status per event in request
 order; if any failed the HTTP status is 422 and only the processed events are
 kept. A body that is not `{"data": [...]}` gets 400 `{"code", "message"}`.
 `?test=true` requests are answered the same way and keep nothing.
@@ -32,6 +34,8 @@ USER_KEYS = frozenset({"em", "hashed_maids", "client_ip_address", "client_user_a
 CUSTOM_KEYS = frozenset({"currency", "value", "content_ids", "content_name", "content_category",
                          "content_brand", "contents", "num_items", "order_id", "search_string",
                          "opt_out_type", "np"})
+CONTENT_KEYS = frozenset({"id", "item_price", "quantity", "item_name", "item_category",
+                          "item_brand"})
 ACTION_SOURCES = frozenset({"app_android", "app_ios", "web", "offline"})
 
 
@@ -132,6 +136,33 @@ class FakePinterest(EventSink):
             return "custom_data.value must be a string"
         if "num_items" in custom_data and not isinstance(custom_data["num_items"], int):
             return "custom_data.num_items must be an integer"
+        if "content_ids" in custom_data and not (
+                isinstance(custom_data["content_ids"], list)
+                and all(isinstance(item, str) for item in custom_data["content_ids"])):
+            return "custom_data.content_ids must be a list of strings"
+        if "contents" in custom_data:
+            problem = self.check_contents(custom_data["contents"])
+            if problem:
+                return problem
         if event["event_id"] in self.failing:
             return "Event could not be processed"
+        return None
+
+    @staticmethod
+    def check_contents(contents: Any) -> str | None:
+        if not isinstance(contents, list):
+            return "custom_data.contents must be a list"
+        for item in contents:
+            if not isinstance(item, dict):
+                return "custom_data.contents items must be objects"
+            unknown = set(item) - CONTENT_KEYS
+            if unknown:
+                return f"Additional properties are not allowed ('{min(unknown)}' was unexpected)"
+            for key in ("id", "item_price", "item_name", "item_category", "item_brand"):
+                if key in item and not isinstance(item[key], str):
+                    return f"custom_data.contents.{key} must be a string"
+            quantity = item.get("quantity")
+            if "quantity" in item and (not isinstance(quantity, int)
+                                       or isinstance(quantity, bool)):
+                return "custom_data.contents.quantity must be an integer"
         return None

@@ -122,7 +122,7 @@ outbox_dir = "outbox"
 read_batch_rows = 700
 
 [destinations.meta]
-api_version = "v25.0"
+api_version = "v26.0"
 dataset_id = "4242"
 timeout_seconds = 5
 give_up_after_seconds = 120

@@ -29,6 +29,8 @@ META_CONVERSIONS = {
     "order_id": "varchar",
     "contents": "varchar",
     "num_items": "integer",
+    "window_days": "integer",
+    "max_event_age_days": "integer",
     "payload": "varchar",
 }
 TIKTOK_CONVERSIONS = {
@@ -56,7 +58,15 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def meta_limits(action_source: str) -> tuple[int, int]:
+    """(window_days, max_event_age_days) the mart gives an event of `action_source`:
+    Meta takes physical_store events up to 62 days old, any other up to 7."""
+    return (60, 62) if action_source == "physical_store" else (5, 7)
+
+
 def meta_row(index: int, *, age_seconds: int = 3600, **overrides: Any) -> dict[str, Any]:
+    """A meta_conversions row; its window_days and max_event_age_days follow its
+    action_source (physical_store by default) unless given."""
     row: dict[str, Any] = {key: None for key in META_CONVERSIONS}
     row.update({
         "delivery_key": f"order-{index}",
@@ -75,6 +85,11 @@ def meta_row(index: int, *, age_seconds: int = 3600, **overrides: Any) -> dict[s
         "num_items": 1,
     })
     row.update(overrides)
+    window_days, max_event_age_days = meta_limits(row["action_source"])
+    if "window_days" not in overrides:
+        row["window_days"] = window_days
+    if "max_event_age_days" not in overrides:
+        row["max_event_age_days"] = max_event_age_days
     return row
 
 

@@ -77,8 +77,9 @@ def test_status_without_a_ledger(workspace, capsys):
 def test_validate_counts_invalid_rows_by_reason(workspace, capsys):
     workspace.meta_mart([
         *(meta_row(i) for i in range(5)),
-        meta_row(10, age_seconds=9 * DAY),
-        meta_row(11, age_seconds=10 * DAY),
+        # Phone events: Meta's limit is 7 days (62 for store events).
+        meta_row(10, age_seconds=9 * DAY, action_source="phone_call"),
+        meta_row(11, age_seconds=10 * DAY, action_source="phone_call"),
         meta_row(12, payload='{"event_name": "Purchase"'),
         meta_row(13, payload='["not an object"]'),
         meta_row(4, delivery_key="order-4"),
@@ -143,8 +144,9 @@ def test_progress_is_plain_lines_elsewhere(caplog):
 
 
 def test_as_of_judges_event_age_at_that_time_in_a_dry_run(workspace, capsys):
-    # A build made for as_of 30 days ago: its events are 31 days old today.
-    workspace.meta_mart(meta_row(i, age_seconds=31 * DAY) for i in range(5))
+    # A build made for as_of 30 days ago: its (phone, 7-day) events are 31 days old today.
+    workspace.meta_mart(meta_row(i, age_seconds=31 * DAY, action_source="phone_call")
+                        for i in range(5))
     assert workspace.ship("validate", "meta") == 0
     expired_now = capsys.readouterr().out.splitlines()[1].split()[4]
     assert expired_now == "5"

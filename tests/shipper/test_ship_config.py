@@ -29,7 +29,7 @@ def test_the_checked_in_file_loads_with_documented_defaults():
     config = load_config(REPO_CONFIG, env={})
     meta = config.settings_for("meta")
     assert isinstance(meta, MetaSettings)
-    assert (meta.mart, meta.batch_size, meta.api_version) == ("meta_conversions", 1000, "v25.0")
+    assert (meta.mart, meta.batch_size, meta.api_version) == ("meta_conversions", 1000, "v26.0")
     assert meta.base_url == "https://graph.facebook.com"
     tiktok = config.settings_for("tiktok")
     assert isinstance(tiktok, TikTokSettings)

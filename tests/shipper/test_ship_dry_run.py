@@ -102,7 +102,8 @@ def test_an_enabled_destination_without_its_credential_stops_the_live_run(worksp
 
 
 def test_expired_events_in_a_dry_run_are_counted_and_not_recorded(workspace):
-    workspace.meta_mart([meta_row(1), meta_row(2, age_seconds=8 * 86_400)])
+    workspace.meta_mart([meta_row(1),
+                         meta_row(2, age_seconds=8 * 86_400, action_source="phone_call")])
     assert workspace.ship("run", "meta", "--dry-run") == 0
     assert workspace.statuses("meta") == {}
     (path,) = _outbox_files(workspace, "meta")

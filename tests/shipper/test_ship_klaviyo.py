@@ -1,25 +1,46 @@
-"""Klaviyo bulk profile import: a job per batch, polled to the end, import errors read back.
+"""Klaviyo bulk profile import: a job per batch, polled to the end, import errors read back,
+every request paced under Klaviyo's rate limits.
 
 The mart's `payload` is built here by the oracle (tests.oracles.klaviyo, the Python
 profile builder the shipper had before the mart built it) and `payload_sha256` from it,
-as the mart's SQL does."""
+as the mart's SQL does.
+
+The fake enforces Klaviyo's limits (10 a second, 150 a minute, per endpoint, fixed
+windows) on the clock the shipper sleeps on, so a run of hundreds of jobs takes minutes
+of that clock and a second or two of real time; one test runs the sender threads in
+real time against limits scaled down to fractions of a second."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import logging
 import os
+import random
+import re
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
-from tests.fakes.klaviyo import FakeKlaviyo
+from shipper import cli
+from shipper.destinations.klaviyo import KlaviyoSettings
+from shipper.hooks import Hooks
+from tests.fakes.klaviyo import (
+    CREATE,
+    DOCUMENTED_LIMITS,
+    READ_ERRORS,
+    READ_JOB,
+    FakeKlaviyo,
+)
 from tests.fakes.server import Reply, Reset
 from tests.shipper.marts import payload_of, write_mart
 
@@ -62,11 +83,21 @@ def klaviyo_row(index: int, **overrides: Any) -> dict[str, Any]:
 
 
 def klaviyo(workspace, **options: Any) -> FakeKlaviyo:
+    # The fake counts its rate-limit windows on the clock the shipper sleeps on.
+    options.setdefault("clock", workspace.clock.monotonic)
     fake = FakeKlaviyo(**options)
     server = workspace.servers(fake)
     workspace.env(KLAVIYO_BASE_URL=server.url, KLAVIYO_API_KEY=fake.api_key,
-                  KLAVIYO_TIMEOUT_SECONDS="5", KLAVIYO_REQUESTS_PER_SECOND="0")
+                  KLAVIYO_TIMEOUT_SECONDS="5")
     return fake
+
+
+def most_in_any_window(times: Sequence[float], seconds: float) -> int:
+    """The most of `times` inside any [t, t + seconds), wherever t is: a window of a
+    fixed-window counter, however its windows are aligned, never holds more."""
+    ordered = sorted(times)
+    return max((bisect.bisect_left(ordered, start + seconds) - index
+                for index, start in enumerate(ordered)), default=0)
 
 
 def with_payload(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +125,7 @@ def test_happy_path_one_job_polled_to_complete(workspace):
     post, first_poll, second_poll = fake.requests
     assert post.method == "POST" and post.path == "/api/profile-bulk-import-jobs"
     assert post.header("authorization") == f"Klaviyo-API-Key {KEY}"
-    assert post.header("revision") == "2025-10-15"
+    assert post.header("revision") == "2026-10-15"
     assert post.header("content-type") == "application/vnd.api+json"
     assert post.header("accept") == "application/vnd.api+json"
     assert KEY not in post.body.decode()
@@ -112,8 +143,9 @@ def test_happy_path_one_job_polled_to_complete(workspace):
     assert first_poll.method == second_poll.method == "GET"
     assert first_poll.path == f"/api/profile-bulk-import-jobs/{job_id}"
     assert first_poll.body == b""
-    # The job is read every poll_interval_seconds (5 s) on the injected clock.
-    assert workspace.clock.waits == [5.0, 5.0]
+    # The job is first read poll_interval_seconds (5 s) after the 202, then after twice
+    # as long (poll_backoff 2), on the injected clock; nothing waited for the limits.
+    assert workspace.clock.waits == [5.0, 10.0]
     assert workspace.statuses("klaviyo") == {"delivered": 12}
     with workspace.ledger() as ledger:
         assert ledger.delivery("klaviyo", "cust-3")["error"] == f"Klaviyo job {job_id}"
@@ -259,7 +291,8 @@ def test_a_job_that_never_finishes_is_polled_within_its_budget_then_sent_again(w
 
     assert workspace.ship("run", "klaviyo") == 2
 
-    assert workspace.clock.waits == [5.0, 5.0, 5.0, 5.0]
+    # 5 s, then 10 s, then the 5 s left of the 20 s budget: the last read is at 20 s.
+    assert workspace.clock.waits == [5.0, 10.0, 5.0]
     assert fake.imported == []
     assert workspace.statuses("klaviyo") == {"failed": 5}
     with workspace.ledger() as ledger:
@@ -374,7 +407,7 @@ def test_a_list_id_goes_in_the_envelope_beside_the_profiles(workspace):
 
 
 def test_a_real_subprocess_waits_for_the_job(workspace):
-    fake = klaviyo(workspace)
+    fake = klaviyo(workspace, clock=time.monotonic)  # the subprocess sleeps for real
     workspace.env(KLAVIYO_POLL_INTERVAL_SECONDS="0.05")
     mart(workspace, (klaviyo_row(i) for i in range(7)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -387,3 +420,138 @@ def test_a_real_subprocess_waits_for_the_job(workspace):
     assert "klaviyo" in result.stdout and "ok" in result.stdout
     assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(7))
     assert "customer1@example.com" not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Polling backs off; every request is paced under Klaviyo's rate limits.
+
+
+def test_polling_backs_off_up_to_its_cap(workspace):
+    fake = klaviyo(workspace, processing_seconds=90)
+    workspace.env(KLAVIYO_POLL_MAX_INTERVAL_SECONDS="20")
+    mart(workspace, (klaviyo_row(i) for i in range(4)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    # 5 s after the 202, then twice as long each time up to 20 s: reads at 5, 15, 35,
+    # 55, 75 s (processing) and 95 s (complete: it took 90 s).
+    assert workspace.clock.waits == [5.0, 10.0, 20.0, 20.0, 20.0, 20.0]
+    assert [request.method for request in fake.requests] == ["POST"] + ["GET"] * 6
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(4))
+
+
+def test_more_jobs_than_klaviyo_takes_in_a_minute_are_paced_not_throttled(workspace):
+    # Klaviyo's own limits, on the clock the shipper sleeps on: 200 one-profile jobs,
+    # each created, read once and complete, one after the other as fast as allowed.
+    fake = klaviyo(workspace, polls_to_complete=1)
+    workspace.env(KLAVIYO_BATCH_SIZE="1", KLAVIYO_CONCURRENCY="1",
+                  KLAVIYO_POLL_INTERVAL_SECONDS="0.05")
+    mart(workspace, (klaviyo_row(i) for i in range(200)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    assert fake.throttles == []
+    assert len(fake.job_order) == 200
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(200))
+    assert workspace.statuses("klaviyo") == {"delivered": 200}
+    creates, reads = fake.arrivals(CREATE), fake.arrivals(READ_JOB)
+    assert len(creates) == len(reads) == 200
+    for times in (creates, reads):
+        # Within both limits in every window, wherever Klaviyo's windows start.
+        assert most_in_any_window(times, 1.0) == 10
+        assert most_in_any_window(times, 60.0) == 150
+    # Paced: ten at once, the next ten a burst window and the margin later (1.25 s)...
+    assert creates[10] - creates[0] == pytest.approx(1.25)
+    # ... and the 151st a steady window and the margin after the first: not sooner, and
+    # no later than it had to.
+    assert creates[150] - creates[0] == pytest.approx(60.25)
+    assert creates[-1] - creates[0] < 60.25 + 5 * 1.25 + 1
+
+
+def test_a_429_with_retry_after_holds_the_request_back_that_long(workspace):
+    # Klaviyo counts per account: something else took most of this minute's job creations,
+    # so Klaviyo allows three where the shipper counts on 150.
+    fake = klaviyo(workspace, polls_to_complete=1,
+                   limits={**DOCUMENTED_LIMITS, CREATE: ((10, 1.0), (3, 60.0))})
+    workspace.env(KLAVIYO_BATCH_SIZE="2", KLAVIYO_CONCURRENCY="1",
+                  KLAVIYO_POLL_INTERVAL_SECONDS="1")
+    mart(workspace, (klaviyo_row(i) for i in range(10)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    # The fourth job, at 1003 s on the fake clock, met a full minute window [960, 1020):
+    # 429, Retry-After 17 (whole seconds to the window's end), waited exactly that.
+    assert fake.throttles == [17]
+    assert 17.0 in workspace.clock.waits
+    throttled_at = next(at for _, at, throttled in fake.seen if throttled)
+    creates = fake.arrivals(CREATE)
+    assert len(creates) == len(fake.job_order) == 5
+    assert creates[3] == throttled_at + 17 == 1020.0
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(10))
+    assert fake.duplicates() == {}
+    fourth = [profile["attributes"]["external_id"]
+              for profile in fake.jobs[fake.job_order[3]].profiles]
+    with workspace.ledger() as ledger:
+        assert [ledger.delivery("klaviyo", key)["attempts"] for key in fourth] == [2, 2]
+
+
+def test_sender_threads_share_the_buckets(workspace):
+    # Real time, with both limits scaled down (10 in 0.1 s, 100 in 2 s, fixed windows),
+    # and eight sender threads: 200 jobs can only be created and read within them by
+    # threads that take their turns from the same buckets.
+    scaled = ((10, 0.1), (100, 2.0))
+    fake = klaviyo(workspace, clock=time.monotonic, polls_to_complete=1,
+                   limits=dict.fromkeys((CREATE, READ_JOB, READ_ERRORS), scaled))
+    workspace.env(KLAVIYO_BATCH_SIZE="1", KLAVIYO_CONCURRENCY="8",
+                  KLAVIYO_BURST_LIMIT="10", KLAVIYO_BURST_WINDOW_SECONDS="0.1",
+                  KLAVIYO_STEADY_LIMIT="100", KLAVIYO_STEADY_WINDOW_SECONDS="2",
+                  KLAVIYO_RATE_LIMIT_MARGIN_SECONDS="0.03",
+                  KLAVIYO_POLL_INTERVAL_SECONDS="0.01", KLAVIYO_POLL_MAX_INTERVAL_SECONDS="0.1")
+    mart(workspace, (klaviyo_row(i) for i in range(200)))
+
+    assert cli.main(["run", "klaviyo"], hooks=Hooks(rng=random.Random(14))) == 0
+
+    assert fake.throttles == []
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(200))
+    assert fake.duplicates() == {}
+    # Several threads were at it: jobs were created with no read of a job between them.
+    endpoints = [endpoint for endpoint, _, _ in fake.seen]
+    assert any(a == b == CREATE for a, b in itertools.pairwise(endpoints))
+    # The 101st job waited for the steady window rather than being throttled.
+    creates = sorted(fake.arrivals(CREATE))
+    assert creates[100] - creates[0] >= 2.0
+
+
+@pytest.mark.parametrize("setting, value, problem", [
+    ("STEADY_LIMIT", "0", "steady_limit for klaviyo must be at least 1"),
+    ("BURST_WINDOW_SECONDS", "0", "burst_window_seconds for klaviyo must be above 0"),
+    ("POLL_BACKOFF", "0.5", "poll_backoff for klaviyo must be at least 1"),
+    ("POLL_MAX_INTERVAL_SECONDS", "1",
+     "poll_max_interval_seconds for klaviyo must be at least poll_interval_seconds"),
+])
+def test_pacing_and_polling_settings_are_checked(workspace, capsys, setting, value, problem):
+    fake = klaviyo(workspace)
+    workspace.env(**{f"KLAVIYO_{setting}": value})
+    mart(workspace, [klaviyo_row(0)])
+
+    assert workspace.ship("run", "klaviyo") == 2
+
+    assert problem in capsys.readouterr().err
+    assert fake.requests == []
+
+
+def test_the_default_limits_are_those_klaviyo_documents_for_each_endpoint():
+    """klaviyo-api's docstring of each endpoint a job uses states its rate limits."""
+    profiles_api = pytest.importorskip("openapi_client.api.profiles_api").ProfilesApi
+    settings = KlaviyoSettings()
+    for method in (profiles_api.bulk_import_profiles, profiles_api.get_bulk_import_profiles_job,
+                   profiles_api.get_errors_for_bulk_import_profiles_job):
+        text = method.__doc__ or ""
+        burst = re.search(r"Burst: `(\d+)/s`", text)
+        steady = re.search(r"Steady: `(\d+)/m`", text)
+        assert burst and steady, f"klaviyo-api no longer states {method.__name__}'s limits"
+        assert (int(burst[1]), int(steady[1])) == (settings.burst_limit, settings.steady_limit)
+    assert (settings.burst_window_seconds, settings.steady_window_seconds) == (1.0, 60.0)
+    assert settings.requests_per_second == 0
+    documented = ((settings.burst_limit, 1.0), (settings.steady_limit, 60.0))
+    assert DOCUMENTED_LIMITS == dict.fromkeys((CREATE, READ_JOB, READ_ERRORS), documented)

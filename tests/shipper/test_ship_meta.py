@@ -31,7 +31,7 @@ def test_request_shape_follows_the_conversions_api(workspace):
 
     (request,) = fake.requests
     assert request.method == "POST"
-    assert request.path == "/v25.0/4242/events"
+    assert request.path == "/v26.0/4242/events"
     assert request.param("access_token") == META_TOKEN
     assert request.header("user-agent").startswith("offline-conversions-shipper/")
     body = request.json()
@@ -90,19 +90,37 @@ def test_rerun_sends_nothing_new_and_new_rows_only(workspace, capsys):
     assert (last_run["rows_read"], last_run["rows_skipped"], last_run["rows_sent"]) == (35, 30, 5)
 
 
-def test_events_past_metas_age_limit_expire_without_changing_the_exit_code(workspace, capsys):
+def test_each_event_is_held_to_its_own_action_sources_age_limit(workspace, capsys):
+    """Meta takes a physical_store event up to 62 days old and any other up to 7 (its
+    "Using the API" page), and refuses a whole request holding one older event. The
+    mart names each event's limit: a 30-day store event is sent, an 8-day phone event
+    and a 63-day store event are recorded expired, not sent, and the exit code is 0."""
     fake = workspace.meta()
-    workspace.meta_mart([*(meta_row(i) for i in range(10)),
-                         meta_row(100, age_seconds=8 * DAY), meta_row(101, age_seconds=30 * DAY)])
+    workspace.meta_mart([
+        *(meta_row(i) for i in range(10)),
+        meta_row(100, age_seconds=30 * DAY),  # physical_store: within 62 days
+        meta_row(101, age_seconds=6 * DAY, action_source="phone_call"),  # within 7
+        meta_row(102, age_seconds=8 * DAY, action_source="phone_call"),  # past 7
+        meta_row(103, age_seconds=63 * DAY),  # past 62
+    ])
 
     assert workspace.ship("run", "meta") == 0
 
-    assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(10))
-    assert workspace.statuses("meta") == {"delivered": 10, "expired": 2}
+    assert sorted(fake.accepted_ids) == sorted(
+        [f"evt-{i}" for i in range(10)] + ["evt-100", "evt-101"])
+    sent = {event["event_id"]: event["action_source"] for event in fake.accepted}
+    assert (sent["evt-100"], sent["evt-101"]) == ("physical_store", "phone_call")
+    # One request: nothing Meta would refuse went with the others.
+    assert len(fake.requests) == 1
+    assert workspace.statuses("meta") == {"delivered": 12, "expired": 2}
     with workspace.ledger() as ledger:
         (run, *_) = ledger.recent_runs(["meta"])
         assert ledger.rejections(["meta"]) == []
-    assert (run["rows_sent"], run["rows_expired"], run["status"]) == (10, 2, "ok")
+        expired = ledger.delivery("meta", "order-102")
+        assert ledger.delivery("meta", "order-103")["status"] == "expired"
+    assert (run["rows_sent"], run["rows_expired"], run["status"]) == (12, 2, "ok")
+    assert expired["status"] == "expired"
+    assert "max_event_age_days" in expired["error"]
     assert "expired" in capsys.readouterr().out
 
     # An expired event stays expired: a rerun skips it, sends nothing, exits 0.
@@ -111,7 +129,58 @@ def test_events_past_metas_age_limit_expire_without_changing_the_exit_code(works
     assert len(fake.requests) == requests
     with workspace.ledger() as ledger:
         (run, *_) = ledger.recent_runs(["meta"])
-    assert (run["rows_skipped"], run["rows_expired"]) == (12, 0)
+    assert (run["rows_skipped"], run["rows_expired"]) == (14, 0)
+
+
+def test_the_fake_refuses_like_meta_an_event_past_its_action_sources_limit(workspace):
+    """What the expiry spares us: a mart that named a phone event's limit wrongly (62
+    days) sends an 8-day phone event; Meta refuses the whole request for it, the batch
+    is split until it is alone, and it is rejected while the store event of 30 days
+    beside it lands."""
+    fake = workspace.meta()
+    workspace.meta_mart([
+        meta_row(1, age_seconds=30 * DAY),
+        meta_row(2, age_seconds=8 * DAY, action_source="phone_call", max_event_age_days=62),
+    ])
+
+    assert workspace.ship("run", "meta") == 1
+
+    assert fake.accepted_ids == ["evt-1"]
+    assert len(fake.requests) == 3  # both, then each alone
+    with workspace.ledger() as ledger:
+        (rejection,) = ledger.rejections(["meta"])
+    assert rejection["delivery_key"] == "order-2"
+    assert "event_time is older than 7 days" in rejection["reason"]
+
+
+def test_validate_counts_expired_events_by_their_own_limit(workspace, capsys):
+    workspace.meta_mart([
+        meta_row(1, age_seconds=30 * DAY),
+        meta_row(2, age_seconds=8 * DAY, action_source="phone_call"),
+        meta_row(3, age_seconds=63 * DAY),
+        meta_row(4, age_seconds=2 * DAY, action_source="phone_call"),
+    ])
+
+    assert workspace.ship("validate", "meta") == 0
+
+    # rows, valid, invalid, expired now
+    assert capsys.readouterr().out.splitlines()[1].split()[1:5] == ["4", "4", "0", "2"]
+
+
+def test_a_mart_without_each_events_age_limit_is_refused(workspace, capsys):
+    """A meta_conversions built before the limit was per event: the shipper cannot tell
+    a store event's limit from a phone event's, so it sends nothing and says why."""
+    from tests.shipper.marts import META_CONVERSIONS, write_mart
+
+    fake = workspace.meta()
+    columns = {name: kind for name, kind in META_CONVERSIONS.items()
+               if name != "max_event_age_days"}
+    write_mart(workspace.mart_path, "meta_conversions", columns, [meta_row(1)])
+
+    assert workspace.ship("run", "meta") == 2
+
+    assert fake.requests == []
+    assert "meta_conversions lacks column(s) max_event_age_days" in capsys.readouterr().out
 
 
 def test_the_body_is_the_marts_payloads_byte_for_byte(workspace):

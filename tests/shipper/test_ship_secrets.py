@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 
 import duckdb
 
@@ -94,3 +97,80 @@ def test_scrub_filter_rewrites_records_and_drops_tracebacks():
     assert ScrubFilter().filter(record)
     assert "filter-secret-123" not in record.getMessage()
     assert record.exc_info is None
+
+
+def _everything(workspace, caplog, capsys) -> str:
+    captured = capsys.readouterr()
+    outbox = "".join(path.read_text() for path in workspace.outbox.rglob("*.json"))
+    con = duckdb.connect(str(workspace.ledger_path), read_only=True)
+    try:
+        tables = [row[0] for row in con.execute(
+            "select table_name from information_schema.tables").fetchall()]
+        ledger = repr([con.execute(f'select * from "{table}"').fetchall() for table in tables])
+    finally:
+        con.close()
+    return caplog.text + captured.out + captured.err + outbox + ledger
+
+
+def test_google_refresh_tokens_client_secrets_and_issued_tokens_never_appear(
+        workspace, caplog, capsys):
+    """An unattended Google run: the refresh token and client secret, and every access
+    token the endpoint issues, stay out of logs, output, the outbox and the ledger, also
+    when the token endpoint or the API quote them back."""
+    from tests.shipper.test_ship_google_ads import (
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        google_auth,
+        google_row,
+        mart,
+    )
+
+    caplog.set_level(logging.DEBUG)
+    fake, auth = google_auth(workspace, kind="refresh_token")
+    workspace.env(GOOGLE_ADS_BATCH_SIZE="5", GOOGLE_ADS_STATUS_CHECK_AFTER_MINUTES="0")
+    mart(workspace, (google_row(i) for i in range(12)))
+    # The token endpoint refuses once, quoting the grant it was given ...
+    auth.refuse = (400, "invalid_grant",
+                   f"refresh_token {REFRESH_TOKEN} with secret {CLIENT_SECRET} is revoked")
+    assert workspace.ship("run", "google_ads", "-v") == 2
+    auth.refuse = None
+    # ... the API quotes the access token in an error, then revokes it mid-run (401,
+    # a refresh) ...
+    fake.echo_token_once = True
+    fake.ingest_hook = auth.revoke_all
+    assert workspace.ship("run", "google_ads", "--dry-run") == 0
+    assert workspace.ship("run", "google_ads", "-v") == 0
+    fake.ingest_hook = None
+    # ... and the token endpoint answers something that is not a token, quoting it again.
+    auth.revoke_all()
+    assert workspace.ship("status", "--refresh", "google_ads") == 0
+    auth.fail_always(Reply(200, f"<html>{REFRESH_TOKEN} {CLIENT_SECRET}</html>"))
+    assert workspace.ship("status", "--refresh", "google_ads") == 2
+    auth.fail_always(None)
+
+    everything = _everything(workspace, caplog, capsys)
+    assert len(auth.issued) >= 2 and fake.refused_tokens
+    for secret in (REFRESH_TOKEN, CLIENT_SECRET, *auth.issued):
+        assert secret not in everything
+    assert "***" in everything  # what was quoted back was masked, not dropped silently
+    assert fake.requests[0].header("authorization").startswith("Bearer ya29.fake-")
+
+
+def test_a_google_service_account_key_never_appears(workspace, caplog, capsys):
+    from tests.shipper.test_ship_google_ads import google_auth, google_row, mart
+
+    caplog.set_level(logging.DEBUG)
+    fake, auth = google_auth(workspace)
+    key = json.loads(Path(os.environ["GOOGLE_ADS_SERVICE_ACCOUNT_FILE"]).read_text())
+    mart(workspace, (google_row(i) for i in range(3)))
+    auth.refuse = (400, "invalid_grant", f"bad key {key['private_key']}")
+    assert workspace.ship("run", "google_ads", "-v") == 2
+    auth.refuse = None
+    assert workspace.ship("run", "google_ads", "-v") == 0
+
+    everything = _everything(workspace, caplog, capsys)
+    assert "PRIVATE KEY" not in everything
+    assert key["private_key"].splitlines()[1] not in everything
+    for token in auth.issued:
+        assert token not in everything
+    assert len(fake.accepted_ids) == 3
