@@ -26,11 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shipper import destinations, redact
-from shipper.settings import ConfigError, DestinationSettings, ShipSettings, setting
+from shipper import destinations
+from shipper.settings import (
+    ConfigError,
+    DestinationSettings,
+    ShipSettings,
+    check_secret,
+    secrets_from_env,
+    setting,
+)
 
-__all__ = ["Config", "ConfigError", "DestinationSettings", "ShipSettings", "describe",
-           "load_config", "require", "setting"]
+__all__ = ["Config", "ConfigError", "DestinationSettings", "ShipSettings", "check_secret",
+           "describe", "load_config", "require", "setting"]
 
 DEFAULT_CONFIG_FILE = "shipper.toml"
 
@@ -55,23 +62,15 @@ class Config:
 
     def secrets_for(self, env_names: tuple[str, ...]) -> dict[str, str] | None:
         """The credentials named by `env_names`, or None when any is unset or empty."""
-        values = {}
-        for env_name in env_names:
-            value = self.env.get(env_name, "").strip()
-            if not value:
-                return None
-            check_secret(env_name, value)
-            redact.register_secret(value)
-            values[env_name] = value
-        return values
+        return secrets_from_env(env_names, self.env)
 
-
-def check_secret(env_name: str, value: str) -> None:
-    """Refuse a credential holding a control character (a newline pasted with it): it
-    would break the request, and the error would quote it. The value is never echoed."""
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
-        raise ConfigError(f"{env_name} holds a control character (a line break?): set it "
-                          "again without one.")
+    def credentials_for(self, name: str) -> dict[str, str] | None:
+        """Destination `name`'s credentials from the environment, or None when they are
+        not all there (the destination's own `credentials_from_env` decides)."""
+        cls = destinations.get(name)
+        if cls is None:
+            return None
+        return cls.credentials_from_env(self.settings_for(name), self.env)
 
 
 def describe(settings_class: type) -> list[tuple[str, str, Any, str]]:
@@ -98,10 +97,17 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
             f"{where} has an unknown table [{unknown_tables[0]}]: "
             "use [ship] for shared settings and [destinations.<name>] per destination."
         )
+    ship = _ship_settings(_table(raw.get("ship", {}), "[ship]", where), base_dir, env, where)
+    parsed, unparsed = _destination_settings(
+        _table(raw.get("destinations", {}), "[destinations]", where), env, where)
+    return Config(path=config_path, ship=ship, destinations=parsed, unparsed=unparsed, env=env)
 
-    ship_raw = _table(raw.get("ship", {}), "[ship]", where)
-    ship = _parse(ShipSettings, ship_raw, section="ship", env_prefix="SHIP", env=env, where=where)
-    ship = _resolve_paths(ship, ship_raw, base_dir, env)
+
+def _ship_settings(table: Mapping[str, Any], base_dir: Path, env: Mapping[str, str],
+                   where: str) -> ShipSettings:
+    """The [ship] table and the SHIP_ variables, checked, with every path absolute."""
+    ship = _parse(ShipSettings, table, section="ship", env_prefix="SHIP", env=env, where=where)
+    ship = _resolve_paths(ship, table, base_dir, env)
     if ship.read_batch_rows < 1:
         raise ConfigError(f"read_batch_rows must be at least 1: fix it under [ship] in {where} "
                           "or in SHIP_READ_BATCH_ROWS.")
@@ -116,35 +122,39 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
             f"source must be 'duckdb' or 'parquet', not {ship.source!r}: fix it under [ship] "
             f"in {where} or in SHIP_SOURCE."
         )
+    return ship
 
-    dest_raw = _table(raw.get("destinations", {}), "[destinations]", where)
+
+def _destination_settings(tables: Mapping[str, Any], env: Mapping[str, str], where: str,
+                          ) -> tuple[dict[str, DestinationSettings], dict[str, Mapping[str, Any]]]:
+    """Each implemented destination's settings, parsed by its module's settings class,
+    and the tables of the known destinations without a module, kept raw."""
     known = destinations.known_names()
-    for name in dest_raw:
+    for name in tables:
         if name not in known:
             raise ConfigError(
                 f"{where} configures an unknown destination [destinations.{name}]: "
                 f"use one of {', '.join(known)}."
             )
-
     parsed: dict[str, DestinationSettings] = {}
     unparsed: dict[str, Mapping[str, Any]] = {}
     for name in known:
-        table = _table(dest_raw.get(name, {}), f"[destinations.{name}]", where)
+        table = _table(tables.get(name, {}), f"[destinations.{name}]", where)
         module = destinations.get(name)
         if module is None:
             unparsed[name] = table
             continue
         _refuse_secrets(name, table, where, module.credential_env)
-        settings = _parse(module.settings_class, table, section=f"destinations.{name}",
-                          env_prefix=name.upper(), env=env, where=where)
+        settings: DestinationSettings = _parse(
+            module.settings_class, table, section=f"destinations.{name}",
+            env_prefix=name.upper(), env=env, where=where)
         given = "batch_size" in table or f"{name.upper()}_BATCH_SIZE" in env
         if not given and settings.batch_size > module.max_batch_size:
             # An unset batch size means "as large as the platform allows".
             settings = dataclasses.replace(settings, batch_size=module.max_batch_size)
         _check_limits(name, settings, module.max_batch_size, where)
         parsed[name] = settings
-
-    return Config(path=config_path, ship=ship, destinations=parsed, unparsed=unparsed, env=env)
+    return parsed, unparsed
 
 
 def require(name: str, settings: DestinationSettings, required: tuple[str, ...],
@@ -340,7 +350,7 @@ def _resolve_paths(ship: ShipSettings, table: Mapping[str, Any], base_dir: Path,
     # works from any directory; paths from the environment are relative to the cwd, but
     # the ledger's: it is the memory of what was sent, and a run started from another
     # directory must find the same one. Every path is made absolute once, here.
-    updates = {}
+    updates: dict[str, Any] = {}
     for item in dataclasses.fields(ShipSettings):
         key = item.name
         if not key.endswith(("_path", "_dir")):

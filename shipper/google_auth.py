@@ -25,7 +25,12 @@ setting, which is how tests point it at a loopback fake.
 
 A token is refreshed before it expires (five minutes before, or half its life
 when shorter) and once more when the API answers 401 with it; a token that is
-refused right after a refresh forced by a 401 stops the destination. Every
+refused right after a refresh forced by a 401 stops the destination. The
+token request is made while the retrying session builds an attempt's headers
+(`BearerHeaders`), so it is retried with that attempt, under the same policy
+and budget (`shipper.retry`): an endpoint that cannot be reached or asks to
+retry is `TokenUnavailable` (retried), refused credentials `TokenRefused`
+(no retry helps: the destination stops). Every
 token, refresh token, client secret and private key is registered with
 `shipper.redact` the moment it is read or issued, so no log line, ledger row
 or message can show it.
@@ -49,6 +54,7 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
 from shipper import redact
+from shipper.http import new_session
 from shipper.settings import ConfigError
 
 SCOPE = "https://www.googleapis.com/auth/datamanager"
@@ -203,11 +209,14 @@ class StaticToken(TokenSource):
 
 
 class _TimedRequest:
-    """google-auth's requests transport with our timeouts (its own default is 120 s)."""
+    """google-auth's requests transport over a session built the shipper's one way
+    (`shipper.http.new_session`: TLS verified, our User-Agent, no urllib3 retries), with
+    our timeouts (google-auth's own default is 120 s). It sends once: a failure becomes
+    TokenUnavailable, retried by the destination's retrying session under the one retry
+    policy (shipper.retry), or TokenRefused, which stops the destination."""
 
     def __init__(self, timeout: tuple[float, float]) -> None:
-        self._session = requests.Session()
-        self._session.verify = True
+        self._session = new_session()
         self._request = GoogleRequest(self._session)
         self._timeout = timeout
 

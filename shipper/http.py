@@ -1,31 +1,36 @@
-"""One retrying HTTP session per destination.
+"""One way to build a `requests` session, and one retrying session per destination.
+
+`new_session` is how every HTTP client of the shipper is made (the REST
+destinations, the UID2 identity map, Google's token requests): pooled, our
+User-Agent, urllib3's own retries off (they would retry POSTs behind our
+back), TLS verification always on. Nothing here turns certificate checks off
+(a private CA can be given with REQUESTS_CA_BUNDLE).
 
 `RetryingSession.send` sends one request until it gets an answer that is not
-transient, or until the batch's budget (`give_up_after` seconds or
-`max_attempts`) runs out. Transient means: a timeout, a dropped or refused
-connection, HTTP 429 or 5xx, or a response the destination's `parse_response`
-calls retryable (Meta's throttling codes inside a 400, TikTok's inside a 200).
+transient, or until the batch's budget runs out, under `shipper.retry`'s one
+policy (which answers are retried, the waits, the budget). Transient means: a
+timeout, a dropped or refused connection, HTTP 429 or 5xx, an answer too slow
+or too large to be the platform's, or a response the destination's
+`parse_response` calls retryable (Meta's throttling codes inside a 400,
+TikTok's inside a 200). `answer` is one attempt and `retrying` the policy's
+loop, for a caller whose request changes per attempt (UID2's envelope).
 
-Waits follow exponential backoff with full jitter (a uniform draw between 0
-and min(backoff_max, backoff_base * 2**retry)), except when the server sends
-`Retry-After` (seconds or an HTTP date): then exactly that long. A Retry-After
-beyond the remaining budget gives up at once rather than sleeping in vain.
-
-The clock, the sleep and the random source are injected so tests can assert
-the waits without waiting. TLS verification is always on: nothing here turns
-certificate checks off (a private CA can be given with REQUESTS_CA_BUNDLE).
+A destination may give the session `AttemptHooks` (Klaviyo's pacing): each
+attempt, a retry as much as the first, calls `before_attempt(request)`, and a
+429 calls `on_throttled(request, wait)` before the wait. The clock, the sleep
+and the random source are injected so tests can assert the waits without
+waiting.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 import urllib3
@@ -34,10 +39,37 @@ from requests.adapters import HTTPAdapter
 from shipper import __version__
 from shipper.destinations.base import Request
 from shipper.redact import get_logger, guard_third_party_loggers, scrub
+from shipper.retry import (
+    AttemptHooks,
+    GaveUp,
+    Retrier,
+    Retry,
+    RetryPolicy,
+    parse_retry_after,
+    retryable_status,
+    wait_from_headers,
+)
 from shipper.settings import DestinationSettings
+
+# What other modules and tests import from here; the policy itself is shipper.retry's.
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "USER_AGENT",
+    "Answer",
+    "NoAnswer",
+    "RateLimiter",
+    "RetryPolicy",
+    "RetryingSession",
+    "SendResult",
+    "new_session",
+    "parse_retry_after",
+    "wait_from_headers",
+]
 
 log = get_logger(__name__)
 guard_third_party_loggers()
+
+T = TypeVar("T")
 
 # No platform's answer to a batch comes near this; a larger one is not the platform's.
 MAX_RESPONSE_BYTES = 16 * 2**20
@@ -54,6 +86,19 @@ _NOT_RETRYABLE = (
 )
 
 
+def new_session(pool_size: int = 1) -> requests.Session:
+    """A `requests.Session` as the shipper uses them: `pool_size` pooled connections per
+    host, our User-Agent, no urllib3 retries (the retrying is shipper.retry's), TLS
+    verified."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.verify = True
+    return session
+
+
 class Interpretation(Protocol):
     """What a destination's parse_response returns, as far as retrying is concerned."""
 
@@ -62,28 +107,6 @@ class Interpretation(Protocol):
 
     @property
     def reason(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    give_up_after: float
-    max_attempts: int
-    backoff_base: float
-    backoff_max: float
-
-    @classmethod
-    def from_settings(cls, settings: DestinationSettings) -> RetryPolicy:
-        return cls(
-            give_up_after=settings.give_up_after_seconds,
-            max_attempts=settings.max_attempts,
-            backoff_base=settings.backoff_base_seconds,
-            backoff_max=settings.backoff_max_seconds,
-        )
-
-    def backoff(self, retry_number: int, rng: random.Random) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2**(retry_number - 1))]."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (retry_number - 1)))
-        return rng.uniform(0.0, ceiling)
 
 
 @dataclass(frozen=True)
@@ -96,6 +119,40 @@ class SendResult:
     # or "fatal" (no retry can help: TLS, URL).
     failure: str | None = None
     failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, its body read whole (within the time and size limits)."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    encoding: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding or "utf-8", errors="replace")
+
+    def payload(self) -> Any:
+        """The body as JSON; the first 1000 bytes as text when it is not JSON; None when
+        empty."""
+        if not self.content:
+            return None
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            return self.content[:1000].decode(self.encoding or "utf-8", errors="replace")
+
+
+class NoAnswer(Exception):
+    """An attempt that got no answer: `fatal` when no retry can help (TLS, the URL, a
+    header that cannot be built), otherwise transient (timeout, connection)."""
+
+    def __init__(self, reason: str, *, fatal: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fatal = fatal
 
 
 class RateLimiter:
@@ -120,39 +177,8 @@ class RateLimiter:
             self._sleep(slot - now)
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
-def wait_from_headers(headers: Any, now: float) -> float | None:
-    """The wait a response asks for: `Retry-After`, else the rate-limit headers
-    some platforms send instead (Braze: `X-RateLimit-Reset`, a unix time)."""
-    wait = parse_retry_after(headers.get("Retry-After"), now)
-    if wait is None:
-        wait = parse_retry_after(headers.get("X-RateLimit-Retry-After"), now)
-    if wait is None:
-        reset = (headers.get("X-RateLimit-Reset") or "").strip()
-        if reset.isdigit() and int(reset) > 1_000_000_000:
-            wait = max(0.0, int(reset) - now)
-    return wait
-
-
 class RetryingSession:
-    """A pooled `requests.Session` with a default timeout, a User-Agent and retries."""
+    """A pooled session (`new_session`) with a default timeout, retried under the policy."""
 
     def __init__(
         self,
@@ -163,6 +189,7 @@ class RetryingSession:
         read_timeout: float,
         pool_size: int = 4,
         rate_limiter: RateLimiter | None = None,
+        hooks: AttemptHooks | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wallclock: Callable[[], float] = time.time,
@@ -174,33 +201,29 @@ class RetryingSession:
         # One attempt, headers and body, ends by then whatever the server does.
         self.deadline = connect_timeout + read_timeout
         self.rate_limiter = rate_limiter
-        self._clock = clock
-        self._sleep = sleep
-        self._wallclock = wallclock
-        self._rng = rng or random.Random()
-        self._session = requests.Session()
-        # Our own loop retries; urllib3's must not (it would retry POSTs behind our back).
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._session.headers["User-Agent"] = USER_AGENT
-        self._session.verify = True
+        self.wallclock = wallclock
+        self.retrier = Retrier(policy, clock=clock, sleep=sleep, rng=rng, hooks=hooks)
+        self._session = new_session(pool_size)
 
     @classmethod
-    def for_destination(cls, name: str, settings: DestinationSettings, **injected: Any,
-                        ) -> RetryingSession:
-        clock = injected.get("clock", time.monotonic)
-        sleep = injected.get("sleep", time.sleep)
+    def for_destination(cls, name: str, settings: DestinationSettings, *,
+                        hooks: AttemptHooks | None = None, pool_size: int | None = None,
+                        rate_limited: bool = True, **injected: Any) -> RetryingSession:
+        """The session of a destination's settings (policy, timeouts, `concurrency`
+        connections, `requests_per_second`), with the hooks and the clocks given."""
         limiter = None
-        if settings.requests_per_second > 0:
-            limiter = RateLimiter(settings.requests_per_second, clock=clock, sleep=sleep)
+        if rate_limited and settings.requests_per_second > 0:
+            limiter = RateLimiter(settings.requests_per_second,
+                                  clock=injected.get("clock", time.monotonic),
+                                  sleep=injected.get("sleep", time.sleep))
         return cls(
             name,
             policy=RetryPolicy.from_settings(settings),
             connect_timeout=settings.connect_timeout_seconds,
             read_timeout=settings.timeout_seconds,
-            pool_size=settings.concurrency,
+            pool_size=settings.concurrency if pool_size is None else pool_size,
             rate_limiter=limiter,
+            hooks=hooks,
             **injected,
         )
 
@@ -210,63 +233,69 @@ class RetryingSession:
     def send(self, request: Request,
              interpret: Callable[[int, Any], Interpretation]) -> SendResult:
         """Send `request` until `interpret` gives a non-retryable answer or the budget is spent."""
-        body = request.body
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
-            if self.rate_limiter is not None:
-                self.rate_limiter.acquire()
-            retry_after: float | None = None
+
+        def attempt(number: int) -> SendResult | Retry:
             try:
-                response = self._session.request(
-                    request.method, request.url, params=dict(request.params) or None,
-                    headers=dict(request.headers), data=body, timeout=self.timeout,
-                    stream=True,
-                )
-                try:
-                    status = response.status_code
-                    payload = _parse_body(response, _read_body(response, self.deadline))
-                finally:
-                    response.close()
-            except _NOT_RETRYABLE as exc:
-                return SendResult(None, attempt, "fatal", scrub(f"{type(exc).__name__}: {exc}"))
-            except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
-                reason = f"no response within {self.timeout[1]:g} s"
-            except _BadAnswer as exc:
-                reason = str(exc)
-            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
-                reason = scrub(f"connection failed ({type(exc).__name__}: {_short(exc)})")
-            else:
-                retry_after = wait_from_headers(response.headers, self._wallclock())
-                if status == 429 or status >= 500:
-                    reason = f"HTTP {status}" + _snippet(payload)
-                else:
-                    verdict = interpret(status, payload)
-                    if not verdict.retryable:
-                        return SendResult(verdict, attempt)
-                    reason = verdict.reason or f"HTTP {status}"
+                answer = self.answer(request)
+            except NoAnswer as exc:
+                if exc.fatal:
+                    return SendResult(None, number, "fatal", exc.reason)
+                return Retry(exc.reason)
+            status, payload = answer.status, answer.payload()
+            asked = self.asked_wait(answer)
+            if retryable_status(status):
+                return Retry(f"HTTP {status}" + _snippet(payload), asked,
+                             throttled=status == 429)
+            verdict = interpret(status, payload)
+            if not verdict.retryable:
+                return SendResult(verdict, number)
+            return Retry(verdict.reason or f"HTTP {status}", asked)
 
-            elapsed = self._clock() - started
-            if attempt >= self.policy.max_attempts:
-                return self._give_up(attempt, elapsed, reason)
-            if retry_after is not None:
-                wait = retry_after
-            else:
-                wait = self.policy.backoff(attempt, self._rng)
-            if elapsed + wait > self.policy.give_up_after:
-                return self._give_up(attempt, elapsed, reason, wait)
-            log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", self.name, reason, wait,
-                     attempt + 1, self.policy.max_attempts)
-            self._sleep(wait)
+        outcome = self.retrying(attempt, subject=request)
+        if isinstance(outcome, GaveUp):
+            detail = outcome.describe()
+            log.warning("%s: %s", self.name, detail)
+            return SendResult(None, outcome.attempts, "gave_up", scrub(detail))
+        return outcome
 
-    def _give_up(self, attempts: int, elapsed: float, reason: str,
-                 next_wait: float | None = None) -> SendResult:
-        detail = f"gave up after {attempts} attempt(s) in {elapsed:.1f} s: {reason}"
-        if next_wait is not None:
-            detail += f" (next wait {next_wait:.1f} s is past give_up_after)"
-        log.warning("%s: %s", self.name, detail)
-        return SendResult(None, attempts, "gave_up", scrub(detail))
+    def retrying(self, attempt: Callable[[int], T | Retry], *, subject: Any = None
+                 ) -> T | GaveUp:
+        """`attempt(n)` under the session's policy, hooks and clocks (shipper.retry), each
+        retry logged."""
+        return self.retrier.run(attempt, subject=subject, on_retry=self._log_retry)
+
+    def answer(self, request: Request) -> Answer:
+        """One attempt at `request` (after the rate limiter): its answer, or NoAnswer."""
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        try:
+            response = self._session.request(
+                request.method, request.url, params=dict(request.params) or None,
+                headers=dict(request.headers), data=request.body, timeout=self.timeout,
+                stream=True,
+            )
+            try:
+                content = _read_body(response, self.deadline)
+            finally:
+                response.close()
+        except _NOT_RETRYABLE as exc:
+            raise NoAnswer(scrub(f"{type(exc).__name__}: {exc}"), fatal=True) from None
+        except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
+            raise NoAnswer(f"no response within {self.timeout[1]:g} s") from None
+        except _BadAnswer as exc:
+            raise NoAnswer(str(exc)) from None
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise NoAnswer(scrub(f"connection failed ({type(exc).__name__}: {_short(exc)})")) \
+                from None
+        return Answer(response.status_code, response.headers, content, response.encoding)
+
+    def asked_wait(self, answer: Answer) -> float | None:
+        """The wait `answer` asks for (Retry-After and the like), None when it does not say."""
+        return wait_from_headers(answer.headers, self.wallclock())
+
+    def _log_retry(self, retry: Retry, wait: float, attempts: int) -> None:
+        log.info("%s: %s; retrying in %.1f s (attempt %d of %d)", self.name, retry.reason,
+                 wait, attempts + 1, self.policy.max_attempts)
 
 
 class _BadAnswer(Exception):
@@ -288,15 +317,6 @@ def _read_body(response: requests.Response, seconds: float) -> bytes:
             raise _BadAnswer(f"an answer larger than {MAX_RESPONSE_BYTES // 2**20} MB")
         if time.monotonic() > deadline:
             raise _BadAnswer(f"the answer took longer than {seconds:g} s to arrive")
-
-
-def _parse_body(response: requests.Response, content: bytes) -> Any:
-    if not content:
-        return None
-    try:
-        return json.loads(content)
-    except ValueError:
-        return content[:1000].decode(response.encoding or "utf-8", errors="replace")
 
 
 def _snippet(payload: Any) -> str:

@@ -19,6 +19,13 @@ one. It is shared by every sender thread; callers are served in the order
 they ask (no reservation is earlier than the one before it), and each sleeps
 outside the lock until its own time comes. The clock and the sleep are
 injected: `reserve` only does the bookkeeping, `acquire` reserves and sleeps.
+
+A platform that answers 429 anyway (Klaviyo counts per account, and other
+clients of the account spend the same quota) says how long to keep quiet:
+`hold_off` makes every reservation from then on start after that, so every
+thread waits it out, not only the one that met the 429. Klaviyo calls
+`acquire` and `hold_off` from `shipper.retry`'s attempt hooks, so a retry
+takes its token like a first attempt.
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ class Pacer:
         self.requests = 0
         self.delayed = 0
         self.waited = 0.0
+        # 429s that held every thread off (`hold_off`).
+        self.held_off = 0
 
     def reserve(self) -> tuple[float, float]:
         """(now, when the caller's request may go), the latter reserved in every bucket."""
@@ -110,6 +119,13 @@ class Pacer:
         self._sleep(at - now)
         return at - now
 
+    def hold_off(self, seconds: float) -> None:
+        """The platform asked for `seconds` of quiet (a 429's Retry-After): no request
+        reserved from now on goes before then, whichever thread asks."""
+        with self._lock:
+            self._last = max(self._last, self._clock() + seconds)
+            self.held_off += 1
+
     def describe(self) -> str:
         return ", ".join(str(bucket.limit) for bucket in self.buckets)
 
@@ -128,17 +144,25 @@ class EndpointPacers:
         self._lock = threading.Lock()
         self.pacers: dict[str, Pacer] = {}
 
-    def acquire(self, endpoint: str) -> float:
-        """Wait until the next request to `endpoint` may go; returns the seconds waited."""
+    def pacer(self, endpoint: str) -> Pacer:
         with self._lock:
             pacer = self.pacers.get(endpoint)
             if pacer is None:
                 pacer = self.pacers[endpoint] = Pacer(self.limits, margin=self.margin,
                                                       clock=self._clock, sleep=self._sleep)
-        return pacer.acquire()
+            return pacer
+
+    def acquire(self, endpoint: str) -> float:
+        """Wait until the next request to `endpoint` may go; returns the seconds waited."""
+        return self.pacer(endpoint).acquire()
+
+    def hold_off(self, endpoint: str, seconds: float) -> None:
+        """No request to `endpoint` goes in the next `seconds` (`Pacer.hold_off`)."""
+        self.pacer(endpoint).hold_off(seconds)
 
     def summary(self) -> list[str]:
         """One line per endpoint whose requests had to wait."""
         return [f"{pacer.delayed} of {pacer.requests} requests to {endpoint} waited "
                 f"{pacer.waited:.1f} s in all ({pacer.describe()})"
-                for endpoint, pacer in self.pacers.items() if pacer.delayed]
+                + (f", {pacer.held_off} time(s) held off by a 429" if pacer.held_off else "")
+                for endpoint, pacer in self.pacers.items() if pacer.delayed or pacer.held_off]

@@ -1,13 +1,16 @@
-"""Which rows of a REST destination's mart are still to handle, decided in SQL.
+"""Which rows of a mart are still to handle, decided in SQL: for both loops.
 
 The ledger knows what each key became; the mart knows what each key is now.
 Joining the two inside DuckDB decides, for every row, whether it is done
-(skipped), sent now, or expired, without a Python object per row:
+(skipped), sent now, or expired, without a Python object per row. A `Rule`
+says when a key is done:
 
 events    done when delivered or expired, or rejected by the platform with the
           same payload (sending it again would be refused again);
 profiles  done when delivered or rejected by the platform with the same
-          `payload_sha256` (a changed profile is sent again).
+          `payload_sha256` (a changed profile is sent again);
+files     done when delivered (a row a file could not hold is tried again);
+          with --force nothing is done: every row goes in the file.
 
 An event whose `event_time` is older than the platform's hard age limit at
 send time is streamed with `__expired` set: recorded as expired, not sent. The
@@ -16,16 +19,17 @@ differs by event (Meta: 62 days for physical_store, 7 for the others), the
 limit the mart decided for the row (`age_limit_column`): `expired_condition`.
 
 The run streams what this module returns from the reader's DuckDB
-(`Ledger.reader()`): on a first run (the ledger knows none of the mart's keys)
-the mart itself, otherwise a Parquet file of the pending rows written here, so
-the long stream never holds a transaction in the ledger's database (which
-would keep DuckDB from checkpointing it while outcomes are written).
+(`shipper.reader.open_reader`): on a first run (the ledger knows none of the
+mart's keys) the mart itself, otherwise a Parquet file of the pending rows
+written here, so the long stream never holds a transaction in the ledger's
+database (which would keep DuckDB from checkpointing it while outcomes are
+written).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +43,7 @@ from shipper.reader import fetch_one, quote_identifier, quote_literal
 # which a small limit fails with millions of delivered keys.
 STAGING_MEMORY_LIMIT = "1GB"
 
-# Columns of every streamed row, before the module's extra columns.
+# Columns of every row a REST destination streams, before the module's extra columns.
 KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM = (
     "__key", "__payload", "__fingerprint", "__expired", "__problem")
 NOT_AN_OBJECT = "payload is not a JSON object"
@@ -55,38 +59,84 @@ class PendingRows:
     missing_key: int  # rows without a delivery_key (the mart's not_null test failed)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """When a key's row needs nothing more, by the ledger's state of the key (`state`)."""
+
+    # Statuses after which a key is done whatever its row holds now.
+    settled: tuple[str, ...]
+    # SQL of the row's fingerprint, when the state's is compared with it: a row the
+    # platform rejected is done when unchanged, and (nothing `settled`) a delivered one.
+    fingerprint: str | None = None
+
+    @property
+    def skips_nothing(self) -> bool:
+        return not self.settled and self.fingerprint is None
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Where and how a destination's pending rows are staged."""
+
+    ledger: duckdb.DuckDBPyConnection  # a cursor of the ledger, the mart attached
+    name: str  # the destination
+    relation: str  # the mart, as attached in the ledger and in the reader
+    scratch: Path  # the Parquet file of a rerun's pending rows
+    memory_limit: str | None  # the run's DuckDB memory limit, restored after staging
+
+
 def stage(ledger: duckdb.DuckDBPyConnection, destination: RestDestination, relation: str,
           now: float, scratch: Path, memory_limit: str | None) -> PendingRows:
-    """Count the mart against the ledger and stage what is pending.
+    """Count a REST destination's mart against the ledger and stage what is pending.
 
     `ledger` is a cursor of the ledger's database with the mart attached as
     `relation`; the returned SQL reads `relation` (attached the same way in the
-    reader) or `scratch`.
+    reader) or `scratch`, and streams KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM
+    and the module's extra columns.
     """
     events = destination.kind == EVENTS
     fingerprint = "sha256(mart.payload)" if events else "mart.payload_sha256"
+    rule = Rule(("delivered", "expired") if events else (), fingerprint)
     columns = _streamed_columns(destination, fingerprint, now)
-    # An event count joins keys and statuses only, and spills within the run's memory
-    # limit (a rerun with nothing new then stays as small as a run); profiles compare
-    # fingerprints, which needs the staging limit.
-    with nullcontext() if events else _one_off_limits(ledger, memory_limit):
-        total, known, skipped, missing_key = _count(ledger, destination.name, relation, events,
-                                                    fingerprint)
+    names = (KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM, *destination.extra_columns)
+    return stage_rows(Staging(ledger, destination.name, relation, scratch, memory_limit),
+                      rule, columns, names)
+
+
+def stage_file_rows(staging: Staging, columns: Sequence[str], force: bool) -> PendingRows:
+    """Count a file destination's mart against the ledger and stage what is pending:
+    the rows not delivered yet (every row with `force`), with the mart's `columns`."""
+    rule = Rule(() if force else ("delivered",))
+    selected = ", ".join(f"mart.{quote_identifier(column)}" for column in columns)
+    return stage_rows(staging, rule, selected, columns)
+
+
+def stage_rows(staging: Staging, rule: Rule, columns: str,
+               names: Sequence[str]) -> PendingRows:
+    """The rows of the mart `rule` does not call done, as SQL for the reader.
+
+    `columns` is the SELECT list over `mart` (and `state`, the key's ledger row),
+    `names` the names it gives the columns.
+    """
+    ledger, relation = staging.ledger, staging.relation
+    # Counting statuses only joins keys and statuses, and spills within the run's memory
+    # limit (a rerun with nothing new then stays as small as a run); comparing every
+    # key's fingerprint (profiles) needs the staging limit.
+    compares = not rule.settled and rule.fingerprint is not None
+    with _one_off_limits(ledger, staging.memory_limit) if compares else nullcontext():
+        total, known, skipped, missing_key = _count(ledger, staging.name, relation, rule)
     counted = {"total": total, "skipped": skipped, "missing_key": missing_key}
     if skipped + missing_key == total:
         return PendingRows(f"select {columns} from {relation} as mart where false", **counted)
-    if known == 0:
-        # A first run: nothing to join, the mart is streamed as it is.
+    if known == 0 or rule.skips_nothing:
+        # A first run, or nothing to skip: the mart is streamed as it is.
         return PendingRows(f"select {columns} from {relation} as mart "
                            "where mart.delivery_key is not null", **counted)
-    with _one_off_limits(ledger, memory_limit):
-        _write_pending(ledger, destination.name, relation, events, fingerprint, columns,
-                       scratch)
-    streamed = ", ".join(quote_identifier(column) for column in
-                         (KEY, PAYLOAD, FINGERPRINT, EXPIRED, PROBLEM,
-                          *destination.extra_columns))
-    return PendingRows(f"select {streamed} from read_parquet({quote_literal(str(scratch))})",
-                       **counted)
+    with _one_off_limits(ledger, staging.memory_limit):
+        _write_pending(staging, rule, columns)
+    streamed = ", ".join(quote_identifier(name) for name in names)
+    scratch = quote_literal(str(staging.scratch))
+    return PendingRows(f"select {streamed} from read_parquet({scratch})", **counted)
 
 
 @contextmanager
@@ -106,17 +156,20 @@ def _one_off_limits(ledger: duckdb.DuckDBPyConnection, memory_limit: str | None,
             ledger.execute("reset memory_limit")
 
 
-def _count(ledger: duckdb.DuckDBPyConnection, name: str, relation: str, events: bool,
-           fingerprint: str) -> tuple[int, int, int, int]:
+def _count(ledger: duckdb.DuckDBPyConnection, name: str, relation: str,
+           rule: Rule) -> tuple[int, int, int, int]:
     """(rows, rows the ledger knows, rows done, rows without a key).
 
-    For events the big join carries the keys' status only; the few keys the platform
-    rejected are compared by fingerprint in a join of their own.
+    Where statuses settle most keys (events, files) the big join carries the keys'
+    status only; the few keys the platform rejected are compared by fingerprint in a
+    join of their own.
     """
     destination = quote_literal(name)
-    state = "delivery_key, status" if events else "delivery_key, status, fingerprint, rejected_by"
-    done = ("state.status in ('delivered', 'expired')" if events
-            else _done_condition(events, fingerprint))
+    if rule.settled or rule.fingerprint is None:
+        state, done = "delivery_key, status", _settled(rule)
+    else:
+        state = "delivery_key, status, fingerprint, rejected_by"
+        done = _done_condition(rule)
     total, known, done_rows, missing_key = fetch_one(ledger, f"""
         select
             count(*),
@@ -127,7 +180,7 @@ def _count(ledger: duckdb.DuckDBPyConnection, name: str, relation: str, events: 
         left join (select {state} from deliveries where destination = {destination}) as state
             on state.delivery_key = cast(mart.delivery_key as varchar)
     """) or (0, 0, 0, 0)
-    if events:
+    if rule.settled and rule.fingerprint is not None:
         rejected_unchanged = fetch_one(ledger, f"""
             select count(*)
             from {relation} as mart
@@ -137,63 +190,73 @@ def _count(ledger: duckdb.DuckDBPyConnection, name: str, relation: str, events: 
                     and rejected_by = 'platform'
             ) as state
                 on state.delivery_key = cast(mart.delivery_key as varchar)
-            where state.fingerprint = {fingerprint}
+            where state.fingerprint = {rule.fingerprint}
         """)
         done_rows += rejected_unchanged[0] if rejected_unchanged else 0
     return int(total), int(known), int(done_rows), int(missing_key)
 
 
-def _write_pending(ledger: duckdb.DuckDBPyConnection, name: str, relation: str, events: bool,
-                   fingerprint: str, columns: str, scratch: Path) -> None:
+def _write_pending(staging: Staging, rule: Rule, columns: str) -> None:
     """The pending rows, as streamed, to a Parquet file only the owner can read.
 
-    Events: delivered keys only leave rows out, so they go in an anti-join of bare
-    keys, and the join carrying a state holds just the few keys not delivered. One
-    join holding every key with its 64-character fingerprint needs several times the
-    memory. Profiles need every key's fingerprint.
+    Settled keys only leave rows out, so they go in an anti-join of bare keys, and
+    the join carrying a state (for the fingerprint comparison) holds just the few
+    keys not settled. One join holding every key with its 64-character fingerprint
+    needs several times the memory. Profiles need every key's fingerprint.
     """
-    destination = quote_literal(name)
-    delivered = ""
-    state_filter = ""
-    if events:
-        delivered = f"""
+    destination = quote_literal(staging.name)
+    settled = ", ".join(quote_literal(status) for status in rule.settled)
+    skip_settled = state_join = condition = ""
+    if rule.settled:
+        skip_settled = f"""
             anti join (
                 select delivery_key from deliveries
-                where destination = {destination} and status in ('delivered', 'expired')
-            ) as delivered
-                on delivered.delivery_key = cast(mart.delivery_key as varchar)"""
-        state_filter = "and status not in ('delivered', 'expired')"
-    _write_private(scratch)
-    ledger.execute(f"""
-        copy (
-            select {columns}
-            from {relation} as mart
-            {delivered}
+                where destination = {destination} and status in ({settled})
+            ) as settled
+                on settled.delivery_key = cast(mart.delivery_key as varchar)"""
+    if rule.fingerprint is not None:
+        state_filter = f"and status not in ({settled})" if rule.settled else ""
+        state_join = f"""
             left join (
                 select delivery_key, status, fingerprint, rejected_by
                 from deliveries
                 where destination = {destination} {state_filter}
             ) as state
-                on state.delivery_key = cast(mart.delivery_key as varchar)
-            where mart.delivery_key is not null
-                and not ({_done_condition(events, fingerprint)})
-        ) to {quote_literal(str(scratch))} (format parquet, row_group_size 8192)
+                on state.delivery_key = cast(mart.delivery_key as varchar)"""
+        condition = f"and not ({_done_condition(rule)})"
+    _write_private(staging.scratch)
+    staging.ledger.execute(f"""
+        copy (
+            select {columns}
+            from {staging.relation} as mart
+            {skip_settled}
+            {state_join}
+            where mart.delivery_key is not null {condition}
+        ) to {quote_literal(str(staging.scratch))} (format parquet, row_group_size 8192)
     """)
 
 
-def _done_condition(events: bool, fingerprint: str) -> str:
+def _settled(rule: Rule) -> str:
+    """SQL over `state`: true when the key's status settles it."""
+    if not rule.settled:
+        return "false"
+    return f"state.status in ({', '.join(quote_literal(status) for status in rule.settled)})"
+
+
+def _done_condition(rule: Rule) -> str:
     """SQL over `state` (the ledger's row of the key, NULLs when none) and `mart`:
     true when the row needs nothing more. The fingerprint is computed only for keys
     the platform rejected (CASE evaluates its branches only where they apply)."""
-    rejected_unchanged = (f"case when state.status = 'rejected' and state.rejected_by = "
-                          f"'platform' then state.fingerprint = {fingerprint} else false end")
-    if events:
-        done = f"state.status in ('delivered', 'expired') or {rejected_unchanged}"
-    else:
-        done = (f"case when state.status = 'delivered' then state.fingerprint = {fingerprint} "
-                f"else false end or {rejected_unchanged}")
+    done = [_settled(rule)] if rule.settled else []
+    fingerprint = rule.fingerprint
+    if fingerprint is not None:
+        if not rule.settled:
+            done.append(f"case when state.status = 'delivered' then state.fingerprint = "
+                        f"{fingerprint} else false end")
+        done.append(f"case when state.status = 'rejected' and state.rejected_by = "
+                    f"'platform' then state.fingerprint = {fingerprint} else false end")
     # A key the ledger does not know has NULL state: not done.
-    return f"coalesce({done}, false)"
+    return f"coalesce({' or '.join(done) or 'false'}, false)"
 
 
 def expired_condition(destination: RestDestination, now: float, table: str = "mart") -> str:

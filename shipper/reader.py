@@ -4,8 +4,9 @@ A source turns a mart name into a relation inside a DuckDB connection: the
 DuckDB file is ATTACHed read-only, Parquet files are read with
 `read_parquet`. Either way the rows come out through the same
 `stream_batches`, a fixed number of rows at a time, so memory stays flat
-whatever the size of the mart. Reading through DuckDB also lets the ledger
-anti-join the mart against delivered keys without loading them into Python.
+whatever the size of the mart. Reading through DuckDB also lets `shipper.pending`
+anti-join the mart against delivered keys without loading them into Python. The
+long read runs in a DuckDB of its own (`open_reader`), never in the ledger's.
 """
 
 from __future__ import annotations
@@ -138,6 +139,29 @@ def check_columns(con: duckdb.DuckDBPyConnection, relation: str, mart: str,
         )
 
 
+def open_reader(spill: Path, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB of its own (in memory) for a run's long read of a mart.
+
+    A query that streams for the whole run must not hold a transaction in the
+    ledger's database: while one does, DuckDB cannot checkpoint the ledger, so every
+    outcome written meanwhile stays in memory (with its index) until the memory limit
+    fails a commit, about 1.8 million events into a run with 128MB. The reader
+    attaches the mart itself (`MartSource.relation`), and `shipper.pending` hands it
+    the pending rows as a Parquet file. `spill` is a folder for joins and sorts that
+    outgrow `memory_limit` (the caller removes it; `Ledger.reader` puts it beside the
+    ledger, not in the cwd).
+    """
+    con = duckdb.connect()
+    con.execute("set preserve_insertion_order = false")
+    # One thread: it streams while the ledger, the senders and Python need the
+    # other cores (measured faster than DuckDB's default of one per core).
+    con.execute("set threads = 1")
+    con.execute(f"set temp_directory = {quote_literal(str(spill))}")
+    if memory_limit:
+        con.execute(f"set memory_limit = {quote_literal(memory_limit)}")
+    return con
+
+
 def stream_batches(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None,
                    rows_per_batch: int) -> Iterator[pa.RecordBatch]:
     """Run `sql` and yield its result `rows_per_batch` rows at a time."""
@@ -157,7 +181,7 @@ def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa.R
     other. `depth` batches wait at most (each is a read batch's worth of memory).
     Close the returned generator (or run it to the end) to stop the thread.
     """
-    queue: Queue[Any] = Queue(maxsize=depth)
+    queue: Queue[pa.RecordBatch | _Failed | object] = Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:

@@ -7,12 +7,38 @@ defaults; `shipper.config` reads them from the file and the environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from shipper import redact
 
 
 class ConfigError(Exception):
     """A configuration problem, worded as one sentence that says what to fix."""
+
+
+def secrets_from_env(env_names: tuple[str, ...], env: Mapping[str, str],
+                     ) -> dict[str, str] | None:
+    """The credentials named by `env_names`, or None when any is unset or empty; each
+    value is registered with the redactor so no message can print it."""
+    values = {}
+    for env_name in env_names:
+        value = env.get(env_name, "").strip()
+        if not value:
+            return None
+        check_secret(env_name, value)
+        redact.register_secret(value)
+        values[env_name] = value
+    return values
+
+
+def check_secret(env_name: str, value: str) -> None:
+    """Refuse a credential holding a control character (a newline pasted with it): it
+    would break the request, and the error would quote it. The value is never echoed."""
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ConfigError(f"{env_name} holds a control character (a line break?): set it "
+                          "again without one.")
 
 
 def setting(default: Any, help: str, *, env: str | None = None) -> Any:

@@ -18,12 +18,13 @@ the response opened with the SDK's own functions (`create_envelope`,
 `parse_response`, `auth_headers`; AES-256-GCM over timestamp + nonce +
 JSON), and `IdentityMapV3Input` writes the request JSON. The SDK's transport
 (`urllib.request.urlopen` without a timeout, no retry) is replaced by a
-`requests` session with the destination's timeouts and retry budget
-(429/5xx/timeouts/connection errors, `Retry-After` honoured), and the answer
-is read here rather than by `IdentityMapV3Response`: UID2's reference gives
-`r` in milliseconds while the SDKs read seconds, and the SDK's datetime
-conversion fails on milliseconds. Both are accepted (a value above 10^11 is
-milliseconds).
+`shipper.http.RetryingSession` with the destination's timeouts and retry
+policy (`shipper.retry`: 429/5xx/timeouts/connection errors, `Retry-After`
+honoured, the same budget as a batch), a fresh envelope for each attempt; and
+the answer is read here rather than by `IdentityMapV3Response`: UID2's
+reference gives `r` in milliseconds while the SDKs read seconds, and the
+SDK's datetime conversion fails on milliseconds. Both are accepted (a value
+above 10^11 is milliseconds).
 
 Limits followed [V: UID2 docs, POST /identity/map]: at most 5,000 hashes per
 request (`uid2_batch_size`), requests sent one after the other on one
@@ -53,8 +54,6 @@ import base64
 import binascii
 import datetime as dt
 import json
-import random
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,14 +61,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import requests
-from requests.adapters import HTTPAdapter
 from uid2_client import IdentityMapV3Input, Uid2Response
 from uid2_client.request_response_util import auth_headers, create_envelope, parse_response
 
-from shipper.destinations.base import PrepareError
-from shipper.http import USER_AGENT, RetryPolicy, parse_retry_after
+from shipper.destinations.base import PrepareError, Request
+from shipper.http import Answer, NoAnswer, RetryingSession
 from shipper.redact import get_logger, scrub
+from shipper.retry import GaveUp, Retry, retryable_status
+from shipper.settings import DestinationSettings
 
 log = get_logger(__name__)
 
@@ -143,92 +142,83 @@ def refresh_time(value: Any) -> dt.datetime:
 
 
 class IdentityMapService:
-    """`POST /v3/identity/map` with the SDK's encrypted envelope, retried like every request."""
+    """`POST /v3/identity/map` with the SDK's encrypted envelope, through a retrying
+    session of `shipper.http` (the destination's policy, one connection)."""
 
-    def __init__(self, base_url: str, api_key: str, secret_key: str, *, policy: RetryPolicy,
-                 connect_timeout: float, read_timeout: float,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
-                 wallclock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str, secret_key: str,
+                 session: RetryingSession) -> None:
         self.url = base_url.rstrip("/") + MAP_PATH
         self.api_key = api_key
         self.secret = _decode_secret(secret_key)
-        self.policy = policy
-        self.timeout = (connect_timeout, read_timeout)
-        self._clock, self._sleep, self._wallclock = clock, sleep, wallclock
-        self._rng = rng or random.Random()
+        self.session = session
         self.requests_sent = 0
-        self._session = requests.Session()
-        # One connection: UID2 asks for batches one after the other, never in parallel.
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._session.headers["User-Agent"] = USER_AGENT
+
+    @classmethod
+    def for_settings(cls, base_url: str, api_key: str, secret_key: str, name: str,
+                     settings: DestinationSettings, **injected: Any) -> IdentityMapService:
+        """The service over `RetryingSession.for_destination(settings)`, on one connection
+        (UID2 asks for batches one after the other, never in parallel) and outside the
+        destination's `requests_per_second`."""
+        session = RetryingSession.for_destination(name, settings, pool_size=1,
+                                                  rate_limited=False, **injected)
+        return cls(base_url, api_key, secret_key, session)
 
     def close(self) -> None:
-        self._session.close()
+        self.session.close()
 
     def map(self, keys: Sequence[Key]) -> dict[Key, Uid2Mapping]:
         """Map at most MAX_HASHES_PER_REQUEST hashes in one request (retried when transient)."""
         request_input, order = identity_map_input(keys)
         plain = request_input.get_identity_map_input_as_json_string().encode()
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt(number: int) -> dict[Key, Uid2Mapping] | Retry:
             # A fresh envelope per attempt: the operator refuses stale timestamps and
             # reused nonces.
             envelope = create_envelope(self.secret, dt.datetime.fromtimestamp(
-                self._wallclock(), dt.UTC), plain)
+                self.session.wallclock(), dt.UTC), plain)
             headers = {**auth_headers(self.api_key), "Content-Type": "application/octet-stream"}
-            retry_after: float | None = None
             try:
-                response = self._session.post(self.url, data=envelope.binary_envelope,
-                                              headers=headers, timeout=self.timeout)
-            except (requests.exceptions.SSLError, requests.exceptions.InvalidURL,
-                    requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as exc:
-                raise PrepareError(scrub(
-                    f"cannot reach UID2 at {self.url} ({type(exc).__name__}): check "
-                    "uid2_base_url (UID2_BASE_URL)")) from None
-            except requests.exceptions.Timeout:
-                reason = f"no response from UID2 within {self.timeout[1]:g} s"
-            except requests.exceptions.RequestException as exc:
-                reason = scrub(f"connection to UID2 failed ({type(exc).__name__})")
-            else:
-                self.requests_sent += 1
-                status = response.status_code
-                if status == 200:
-                    return self._read(response, envelope.nonce, order)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"),
-                                                self._wallclock())
-                message = _error_message(response)
-                if status in (401, 403):
+                answer = self.session.answer(
+                    Request("POST", self.url, headers, envelope.binary_envelope))
+            except NoAnswer as exc:
+                if exc.fatal:
                     raise PrepareError(
-                        f"UID2 refused the credentials (HTTP {status}: {message}): check "
-                        "UID2_API_KEY and UID2_SECRET_KEY")
-                if status != 429 and status < 500:
-                    raise PrepareError(
-                        f"UID2 refused the identity-map request (HTTP {status}: {message}); "
-                        "an operator that cannot decrypt it means a wrong UID2_SECRET_KEY")
-                reason = f"UID2 answered HTTP {status} ({message})"
-            elapsed = self._clock() - started
-            wait = retry_after if retry_after is not None else self.policy.backoff(
-                attempt, self._rng)
-            if attempt >= self.policy.max_attempts or elapsed + wait > self.policy.give_up_after:
-                raise PrepareError(
-                    f"the UID2 identity map gave up after {attempt} attempt(s): {reason}")
-            log.info("the_trade_desk: %s; retrying the UID2 identity map in %.1f s", reason,
-                     wait)
-            self._sleep(wait)
+                        f"cannot reach UID2 at {self.url} ({exc.reason}): check uid2_base_url "
+                        "(UID2_BASE_URL)") from None
+                return Retry(exc.reason)
+            self.requests_sent += 1
+            if answer.status == 200:
+                return self._read(answer, envelope.nonce, order)
+            return self._refused(answer)
 
-    def _read(self, response: requests.Response, nonce: bytes,
+        outcome = self.session.retrying(attempt)
+        if isinstance(outcome, GaveUp):
+            raise PrepareError(f"the UID2 identity map gave up after {outcome.attempts} "
+                               f"attempt(s): {outcome.reason}")
+        return outcome
+
+    def _refused(self, answer: Answer) -> Retry:
+        """A Retry for an answer worth another attempt (429, 5xx); PrepareError otherwise."""
+        status = answer.status
+        message = _error_message(answer)
+        if status in (401, 403):
+            raise PrepareError(
+                f"UID2 refused the credentials (HTTP {status}: {message}): check "
+                "UID2_API_KEY and UID2_SECRET_KEY")
+        if not retryable_status(status):
+            raise PrepareError(
+                f"UID2 refused the identity-map request (HTTP {status}: {message}); "
+                "an operator that cannot decrypt it means a wrong UID2_SECRET_KEY")
+        return Retry(f"UID2 answered HTTP {status} ({message})", self.session.asked_wait(answer),
+                     throttled=status == 429)
+
+    def _read(self, answer: Answer, nonce: bytes,
               order: Mapping[str, list[Key]]) -> dict[Key, Uid2Mapping]:
-        binary = response.headers.get("Content-Type", "").startswith("application/octet-stream")
-        answer = (Uid2Response.from_bytes(response.content) if binary
-                  else Uid2Response.from_string(response.text))
+        binary = answer.headers.get("Content-Type", "").startswith("application/octet-stream")
+        response = (Uid2Response.from_bytes(answer.content) if binary
+                    else Uid2Response.from_string(answer.text))
         try:
-            decrypted = parse_response(self.secret, answer, nonce)
+            decrypted = parse_response(self.secret, response, nonce)
         except (ValueError, KeyError, binascii.Error) as exc:
             raise PrepareError(
                 f"cannot decrypt the UID2 answer ({exc}): check UID2_SECRET_KEY") from None
@@ -295,12 +285,12 @@ def _decode_secret(secret_key: str) -> bytes:
     return secret
 
 
-def _error_message(response: requests.Response) -> str:
+def _error_message(answer: Answer) -> str:
     # UID2 answers errors unencrypted: {"status": "client_error", "message": "..."}.
     try:
-        payload = response.json()
+        payload = json.loads(answer.content)
     except ValueError:
-        return scrub(response.text[:200]) or "no message"
+        return scrub(answer.text[:200]) or "no message"
     if isinstance(payload, dict):
         parts = [str(payload[key]) for key in ("status", "message") if payload.get(key)]
         if parts:

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from shipper.settings import DestinationSettings
+from shipper.settings import DestinationSettings, secrets_from_env
 
 if TYPE_CHECKING:
     from shipper.hooks import Hooks
     from shipper.ledger import Ledger
+    from shipper.retry import AttemptHooks
 
 _REGISTRY: dict[str, type[Destination]] = {}
 
@@ -124,7 +125,9 @@ class Rows:
 
     keys: list[str] = field(default_factory=list)
     payloads: list[Payload] = field(default_factory=list)
-    fingerprints: list[str] = field(default_factory=list)
+    # The mart's payload fingerprint where the row has one (profiles), else None until
+    # something needs it (a rejected event, a prepare step that rewrites payloads).
+    fingerprints: list[str | None] = field(default_factory=list)
     extra: dict[str, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -235,9 +238,30 @@ class PrepareContext:
     hooks: Hooks  # clock, sleep, wallclock, rng for retries
 
 
+class RequestCheck(Protocol):
+    """What asking a platform about the requests it processes after answering found
+    (`Destination.refresh_request_status`)."""
+
+    @property
+    def problem(self) -> str | None: ...
+
+    def describe(self, name: str) -> str: ...
+
+
 class Destination:
     """What every destination has, REST or file. Subclass RestDestination or
-    FileDestination, fill the class attributes, `@register`."""
+    FileDestination, fill the class attributes, `@register`.
+
+    What the CLI asks of every destination, and nothing more:
+      credentials_from_env     its credentials, or None when they are not all set;
+      credential_hint          what to set, for a message;
+      required_settings        what a live send needs;
+      follows_requests /       whether the platform processes requests after answering,
+      refresh_request_status   and asking it how (`ship status --refresh`);
+      close                    release what it holds (token sessions).
+    How a destination's rows travel (HTTP or files) is its delivery loop's business
+    (`shipper.loops`).
+    """
 
     # The name used on the command line, in shipper.toml and as env prefix (`META_`).
     name: ClassVar[str]
@@ -263,9 +287,29 @@ class Destination:
     def base_url(self) -> str:
         return self.settings.base_url.rstrip("/")
 
+    # True when the platform processes requests after answering them and
+    # `refresh_request_status` asks it how (Google Data Manager).
+    follows_requests: ClassVar[bool] = False
+
     @classmethod
     def credential_hint(cls) -> str:
         return " and ".join(cls.credential_env)
+
+    @classmethod
+    def credentials_from_env(cls, settings: DestinationSettings,
+                             env: Mapping[str, str]) -> dict[str, str] | None:
+        """The credentials a live send needs, from `env`, or None when any is missing.
+        By default every variable of `credential_env`; a module whose credentials come
+        in more than one form overrides this."""
+        return secrets_from_env(cls.credential_env, env)
+
+    def refresh_request_status(self, ledger: Ledger, hooks: Hooks) -> RequestCheck:
+        """Ask the platform how it processed the requests that have no final status yet,
+        and record it; only where `follows_requests`."""
+        raise NotImplementedError(f"{self.name} has no requests processed after the answer")
+
+    def close(self) -> None:
+        """Release what the destination holds once it is done (token sessions)."""
 
 
 EVENTS = "events"
@@ -338,6 +382,12 @@ class RestDestination(Destination):
 
     def close_prepare(self) -> None:
         """Called once after the last batch, whatever happened."""
+
+    def attempt_hooks(self) -> AttemptHooks | None:
+        """What the retrying session calls around each attempt of a request
+        (shipper.retry: Klaviyo paces every attempt and holds off after a 429); asked
+        once the prepare step is open. None: nothing."""
+        return None
 
     # -- overridable helpers ----------------------------------------------------------------
 

@@ -64,12 +64,10 @@ for an unknown or too old request id (404 and 400 are both read as NOT_FOUND).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipper.destinations.base import (
@@ -87,6 +85,13 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.destinations.google_ads_status import (
+    RequestStatuses,
+    StatusCheck,
+    describe_error,
+    violations,
+)
+from shipper.destinations.google_ads_status import settle as _settle
 from shipper.google_auth import (
     CREDENTIAL_HINT,
     ENV_NAMES,
@@ -97,8 +102,7 @@ from shipper.google_auth import (
     token_source,
 )
 from shipper.google_auth import credentials_from_env as google_credentials_from_env
-from shipper.http import RetryingSession
-from shipper.ledger import STORAGE_ERRORS, utcnow
+from shipper.ledger import STORAGE_ERRORS
 from shipper.redact import get_logger, scrub
 from shipper.settings import ConfigError, DestinationSettings, setting
 
@@ -110,8 +114,6 @@ log = get_logger(__name__)
 
 _CUSTOMER_ID = re.compile(r"\d{10}")
 _EVENT_FIELD = re.compile(r"^events\[(\d+)\]")
-_BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
-_REQUEST_INFO = "type.googleapis.com/google.rpc.RequestInfo"
 # Canonical codes (error.status) that mean "our credentials or account setup":
 # nothing an event could fix.
 _FATAL_STATUSES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND",
@@ -119,18 +121,9 @@ _FATAL_STATUSES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND"
 _RETRY_STATUSES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "ABORTED", "INTERNAL",
                              "DEADLINE_EXCEEDED"})
 
-# RequestStatusPerDestination.RequestStatus; the Diagnostics guide writes FAILURE.
-_FAILED = frozenset({"FAILED", "FAILURE"})
-_SETTLED = frozenset({"SUCCESS", "PARTIAL_SUCCESS", *_FAILED})
-# ProcessingErrorReason values after which the same event, sent again, can succeed:
-# Google's own error, or the account's setup (terms, the advertiser's consent).
-_RETRY_REASONS = frozenset({
-    "PROCESSING_ERROR_REASON_INTERNAL_ERROR",
-    "PROCESSING_ERROR_REASON_DESTINATION_ACCOUNT_ENHANCED_CONVERSIONS_TERMS_NOT_SIGNED",
-    "PROCESSING_ERROR_REASON_NO_CONSENT",
-})
-# The conversion is already in Google Ads (a resend after a run was killed).
-_DUPLICATE = "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID"
+
+# Imported by tests/vendors (the library parses what `_settle` reads).
+__all__ = ["GoogleAds", "GoogleAdsSettings", "StatusCheck", "_settle", "account_id"]
 
 
 @dataclass(frozen=True)
@@ -189,45 +182,6 @@ class GoogleAdsSettings(DestinationSettings):
     )
 
 
-@dataclass
-class StatusCheck:
-    """What asking Google about earlier requests found."""
-
-    statuses: Counter[str] = field(default_factory=Counter)
-    rows_changed: Counter[str] = field(default_factory=Counter)
-    given_up: int = 0
-    problem: str | None = None
-
-    def describe(self, name: str) -> str:
-        if not self.statuses and not self.given_up and not self.problem:
-            return f"{name}: no request waits for Google's processing status"
-        parts = [f"{count} {status}" for status, count in sorted(self.statuses.items())]
-        line = f"{name}: Google's processing status of {sum(self.statuses.values())} " \
-               f"request(s): {', '.join(parts) or 'none read'}"
-        changes = [f"{count:,} row(s) now {status}"
-                   for status, count in sorted(self.rows_changed.items())]
-        if changes:
-            line += f"; {', '.join(changes)}"
-        if self.given_up:
-            line += f"; {self.given_up} request(s) without a final status given up"
-        if self.problem:
-            line += f"; stopped asking: {self.problem}"
-        return line
-
-
-@dataclass(frozen=True)
-class _StatusAnswer:
-    """Google's answer about one request, as far as the retrying session and the ledger
-    are concerned."""
-
-    retryable: bool
-    reason: str | None
-    status: str = ""
-    rows_status: str | None = None
-    rows_reason: str | None = None
-    fatal: bool = False
-
-
 @register
 class GoogleAds(RestDestination):
     name = "google_ads"
@@ -238,25 +192,18 @@ class GoogleAds(RestDestination):
     credential_env = ENV_NAMES
     required_settings = ("customer_id", "conversion_action_id")
     extra_columns = ("store_sales",)
+    follows_requests = True
     settings: GoogleAdsSettings
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
                  *args: Any, **kwargs: Any) -> None:
         super().__init__(settings, credentials, *args, **kwargs)
-        self._check_settings()
+        _check_settings(self.settings)
         self._tokens: TokenSource | None = None
         self._ledger: Ledger | None = None
         self._run_id: str | None = None
         if credentials:
-            # A live send with a malformed account id would have every batch refused.
-            for key in ("customer_id", "login_customer_id"):
-                value = getattr(self.settings, key)
-                if value and not _CUSTOMER_ID.fullmatch(account_id(value)):
-                    raise ConfigError(
-                        f"google_ads {key} {value!r} is not a 10-digit Google Ads customer id: "
-                        f"fix GOOGLE_ADS_{key.upper()} or {key} under "
-                        "[destinations.google_ads]."
-                    )
+            _check_account_ids(self.settings)
             self._tokens = token_source(
                 credentials, self.settings.oauth_endpoint,
                 (self.settings.connect_timeout_seconds, self.settings.timeout_seconds))
@@ -270,21 +217,6 @@ class GoogleAds(RestDestination):
                              env: Mapping[str, str]) -> dict[str, str] | None:
         """The one Google credential in the environment (shipper.google_auth), or None."""
         return google_credentials_from_env(env)
-
-    def _check_settings(self) -> None:
-        settings = self.settings
-        fix = "under [destinations.google_ads] or in GOOGLE_ADS_"
-        endpoint = settings.oauth_endpoint
-        if endpoint and not endpoint.startswith(("https://", "http://")):
-            raise ConfigError(f"oauth_endpoint {endpoint!r} must be an https:// URL: fix it "
-                              f"{fix}OAUTH_ENDPOINT.")
-        if settings.status_check_days < 1 or settings.status_checks_per_run < 1:
-            raise ConfigError("status_check_days and status_checks_per_run must be at least 1: "
-                              f"fix them {fix}STATUS_CHECK_DAYS / "
-                              "GOOGLE_ADS_STATUS_CHECKS_PER_RUN.")
-        if settings.status_check_after_minutes < 0:
-            raise ConfigError(f"status_check_after_minutes must not be negative: fix it {fix}"
-                              "STATUS_CHECK_AFTER_MINUTES.")
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -343,7 +275,7 @@ class GoogleAds(RestDestination):
                 return Verdict.fatal(f"Google answered HTTP {status}: check {self._hint()}")
             return not_the_platforms(self.title, status, body)
         canonical = str(error.get("status") or "")
-        reason = _describe(error)
+        reason = describe_error(error)
         if status in (401, 403) or canonical in _FATAL_STATUSES:
             return Verdict.fatal(
                 f"Google refused the credentials or account: {reason}; check "
@@ -352,7 +284,7 @@ class GoogleAds(RestDestination):
         if canonical in _RETRY_STATUSES:
             return Verdict.retry(f"Google asked to retry: {reason}")
         if status == 400 or canonical == "INVALID_ARGUMENT":
-            fields = [field for field, _ in _violations(error)]
+            fields = [field for field, _ in violations(error)]
             if fields and not any(_EVENT_FIELD.match(field) for field in fields):
                 # The request itself (destinations, encoding) is wrong: every batch would be.
                 return Verdict.fatal(f"Google refused the request, not an event: {reason}")
@@ -442,134 +374,9 @@ class GoogleAds(RestDestination):
     def check_requests(self, ledger: Ledger, hooks: Hooks, *, wait: bool) -> StatusCheck:
         """Ask Google about the requests without a final status (with `wait`, only those
         sent status_check_after_minutes ago or more) and record each answer."""
-        settings = self.settings
-        check = StatusCheck()
-        now = utcnow()
-        days = settings.status_check_days
-        check.given_up = ledger.give_up_requests(
-            self.name, now - dt.timedelta(days=days),
-            f"Google gave no final processing status within {days} day(s)")
-        sent_before = now - dt.timedelta(minutes=settings.status_check_after_minutes) \
-            if wait else None
-        waiting = ledger.requests_to_check(self.name, sent_before=sent_before,
-                                           limit=settings.status_checks_per_run)
-        if not waiting:
-            return check
-        session = RetryingSession.for_destination(self.name, settings, **hooks.for_session())
-        try:
-            for request in waiting:
-                request_id = str(request["request_id"])
-                result = session.send(
-                    self._status_request(request_id),
-                    lambda status, body, request_id=request_id: self._read_status(
-                        status, body, request_id))
-                answer = result.verdict
-                if answer is None:
-                    check.problem = result.failure_reason or "no answer"
-                    break
-                if answer.fatal:
-                    check.problem = answer.reason
-                    break
-                changed = ledger.settle_request(self.name, request_id, answer.status,
-                                                answer.reason, answer.rows_status,
-                                                answer.rows_reason)
-                check.statuses[answer.status] += 1
-                if changed and answer.rows_status:
-                    check.rows_changed[answer.rows_status] += changed
-        finally:
-            session.close()
-        return check
-
-    def _status_request(self, request_id: str) -> Request:
-        url = f"{self.base_url}/{self.settings.api_version}/requestStatus:retrieve"
-        return Request("GET", url, self._headers({"Accept": "application/json"}), None,
-                       {"requestId": request_id})
-
-    def _read_status(self, status: int, body: Any, request_id: str) -> _StatusAnswer:
-        if self._tokens is not None and status != 401:
-            self._tokens.taken(self._tokens.last_used())
-        if 200 <= status < 300:
-            entries = json_error_field(body, "requestStatusPerDestination")
-            if not isinstance(entries, list):
-                return _StatusAnswer(True, f"HTTP {status} from Google without a request "
-                                           "status")
-            return _settle(request_id, entries)
-        if status == 401 and self._tokens is not None \
-                and self._tokens.refused(self._tokens.last_used()):
-            return _StatusAnswer(True, "Google refused the access token (HTTP 401); asking "
-                                       "for a new one")
-        error = json_error_field(body, "error")
-        reason = _describe(error) if isinstance(error, Mapping) else f"HTTP {status}"
-        if status in (400, 404):
-            # Not a request id Google knows (any more): nothing more will come.
-            return _StatusAnswer(False, f"Google does not know requestId {request_id}: "
-                                        f"{reason}", "NOT_FOUND")
-        if status in (401, 403) or 400 <= status < 500:
-            return _StatusAnswer(False, f"Google refused to say how it processed requestId "
-                                        f"{request_id}: {reason}; check {self._hint()}",
-                                 fatal=True)
-        return _StatusAnswer(True, f"unexpected HTTP {status} from Google: {reason}")
-
-
-def _settle(request_id: str, entries: list[Any]) -> _StatusAnswer:
-    """What RetrieveRequestStatusResponse.requestStatusPerDestination says about the
-    request (this destination sends one Destination per request), for the ledger."""
-    statuses = [str(entry.get("requestStatus") or "REQUEST_STATUS_UNKNOWN")
-                if isinstance(entry, Mapping) else "REQUEST_STATUS_UNKNOWN"
-                for entry in entries] or ["REQUEST_STATUS_UNKNOWN"]
-    errors: Counter[str] = Counter()
-    warnings: Counter[str] = Counter()
-    records = 0
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
-        for counts, key in ((errors, ("errorInfo", "errorCounts")),
-                            (warnings, ("warningInfo", "warningCounts"))):
-            for item in json_error_field(entry, *key) or ():
-                if isinstance(item, Mapping):
-                    counts[str(item.get("reason") or "UNSPECIFIED")] += _count(
-                        item.get("recordCount"))
-        records = max(records, _count(json_error_field(entry, "eventsIngestionStatus",
-                                                       "recordCount")))
-    if not all(status in _SETTLED for status in statuses):
-        return _StatusAnswer(False, "Google is still processing the request", "PROCESSING")
-    if all(status == "SUCCESS" for status in statuses):
-        overall = "SUCCESS"
-    elif all(status in _FAILED for status in statuses):
-        overall = "FAILED"
-    else:
-        overall = "PARTIAL_SUCCESS"
-    failed = sum(errors.values())
-    text = overall
-    if overall != "SUCCESS":
-        of = f" of {records:,}" if records else ""
-        text += f": {failed:,}{of} events failed" if failed else ": Google gave no reason"
-    if errors:
-        text += " (" + ", ".join(f"{reason} x{count:,}"
-                                 for reason, count in errors.most_common()) + ")"
-    if warnings:
-        text += "; warnings: " + ", ".join(f"{reason} x{count:,}"
-                                          for reason, count in warnings.most_common())
-    if overall != "FAILED":
-        return _StatusAnswer(False, text, overall)
-    reasons = set(errors)
-    if reasons & _RETRY_REASONS:
-        rows_status: str | None = "failed"
-    elif reasons and reasons <= {_DUPLICATE}:
-        rows_status = None  # already in Google Ads: the rows stay delivered
-    else:
-        rows_status = "rejected"
-    rows_reason = (f"Google could not process this event (Data Manager requestId {request_id}, "
-                   f"{text})")
-    return _StatusAnswer(False, text, overall, rows_status, rows_reason)
-
-
-def _count(value: Any) -> int:
-    """A proto3 JSON int64: a number, or its decimal text."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+        statuses = RequestStatuses(self.name, self.settings, self.base_url, self._headers,
+                                   self._tokens, self._hint)
+        return statuses.check(ledger, hooks, self.settings, wait=wait)
 
 
 def _mode_mismatch(store_sales: bool, flags: Sequence[Any]) -> str:
@@ -587,27 +394,27 @@ def account_id(value: str) -> str:
     return value.replace("-", "").strip()
 
 
-def _violations(error: Mapping[str, Any]) -> list[tuple[str, str]]:
-    found = []
-    for detail in error.get("details") or ():
-        if isinstance(detail, Mapping) and detail.get("@type") == _BAD_REQUEST:
-            for violation in detail.get("fieldViolations") or ():
-                if isinstance(violation, Mapping):
-                    found.append((str(violation.get("field") or ""),
-                                  str(violation.get("description") or "")))
-    return found
+def _check_settings(settings: GoogleAdsSettings) -> None:
+    fix = "under [destinations.google_ads] or in GOOGLE_ADS_"
+    endpoint = settings.oauth_endpoint
+    if endpoint and not endpoint.startswith(("https://", "http://")):
+        raise ConfigError(f"oauth_endpoint {endpoint!r} must be an https:// URL: fix it "
+                          f"{fix}OAUTH_ENDPOINT.")
+    if settings.status_check_days < 1 or settings.status_checks_per_run < 1:
+        raise ConfigError("status_check_days and status_checks_per_run must be at least 1: "
+                          f"fix them {fix}STATUS_CHECK_DAYS / "
+                          "GOOGLE_ADS_STATUS_CHECKS_PER_RUN.")
+    if settings.status_check_after_minutes < 0:
+        raise ConfigError(f"status_check_after_minutes must not be negative: fix it {fix}"
+                          "STATUS_CHECK_AFTER_MINUTES.")
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    """Google's message, its canonical code, the field violations and the request id."""
-    parts = [str(error.get("message") or "no message")]
-    if error.get("status"):
-        parts[0] += f" ({error['status']})"
-    violations = _violations(error)
-    if violations:
-        parts.append("; ".join(f"{field}: {text}" for field, text in violations[:5]))
-    for detail in error.get("details") or ():
-        if (isinstance(detail, Mapping) and detail.get("@type") == _REQUEST_INFO
-                and detail.get("requestId")):
-            parts.append(f"requestId {detail['requestId']}")
-    return " - ".join(parts)
+def _check_account_ids(settings: GoogleAdsSettings) -> None:
+    """A live send with a malformed account id would have every batch refused."""
+    for key in ("customer_id", "login_customer_id"):
+        value = getattr(settings, key)
+        if value and not _CUSTOMER_ID.fullmatch(account_id(value)):
+            raise ConfigError(
+                f"google_ads {key} {value!r} is not a 10-digit Google Ads customer id: "
+                f"fix GOOGLE_ADS_{key.upper()} or {key} under [destinations.google_ads]."
+            )

@@ -48,12 +48,14 @@ import-errors endpoints):
   `steady_window_seconds`, a token back `rate_limit_margin_seconds` after the
   window): a request takes its tokens right before it goes, waiting for them
   when the limits are reached, so a run of any size is paced, not throttled.
+  The tokens are taken in the retrying session's `before_attempt` hook
+  (shipper.retry), so every attempt takes one, a retry as much as the first.
   `requests_per_second` stays 0. Pacing is set up by `open_prepare` for a live
   run only: a dry run, and a request built outside a run, never wait. A 429
-  (the account's quota is shared with its other clients) is waited out by
-  shipper.http for its Retry-After; that retry, like a retry after a 5xx,
-  takes no token (shipper.http has no hook for it) and holds back only the
-  thread that met the 429.
+  (the account's quota is shared with its other clients) is waited out for
+  its Retry-After (else the policy's backoff), and the `on_throttled` hook
+  holds every thread off that endpoint for as long (`Pacer.hold_off`), not
+  only the one that met it.
 
 Email and phone number travel in the request body only. Klaviyo's error texts
 can quote them back; every reason this module returns (stored in the ledger
@@ -86,6 +88,7 @@ from shipper.destinations.base import (
 )
 from shipper.pacing import EndpointPacers, Limit
 from shipper.redact import get_logger
+from shipper.retry import AttemptHooks
 from shipper.settings import ConfigError, DestinationSettings, setting
 
 log = get_logger(__name__)
@@ -205,11 +208,20 @@ class Klaviyo(RestDestination):
         for line in pacers.summary() if pacers else ():
             log.info("%s: paced under Klaviyo's rate limits: %s", self.name, line)
 
-    def _pace(self, endpoint: str) -> None:
-        """Wait for the endpoint's tokens: called last when a request is built, right
-        before the delivery loop sends it."""
+    def attempt_hooks(self) -> AttemptHooks:
+        """The retrying session calls `before_attempt` and `on_throttled` (shipper.retry)."""
+        return self
+
+    def before_attempt(self, request: Request) -> None:
+        """Wait for the endpoint's tokens, right before each attempt goes: the first and
+        every retry."""
         if self._pacers is not None:
-            self._pacers.acquire(endpoint)
+            self._pacers.acquire(_endpoint(request))
+
+    def on_throttled(self, request: Request, wait: float) -> None:
+        """Klaviyo answered 429: no thread sends to that endpoint for `wait` seconds."""
+        if self._pacers is not None:
+            self._pacers.hold_off(_endpoint(request), wait)
 
     def _headers(self, with_body: bool) -> dict[str, str]:
         headers = {
@@ -230,8 +242,6 @@ class Klaviyo(RestDestination):
             job["relationships"] = {"lists": {"data": [{"type": "list",
                                                          "id": self.settings.list_id}]}}
         body = envelope({"data": job}, payloads)
-        if payloads:  # an empty one is only measured (the envelope's bytes), never sent
-            self._pace(CREATE)
         return Request("POST", f"{self.base_url}/api/profile-bulk-import-jobs",
                        self._headers(True), body)
 
@@ -261,10 +271,8 @@ class Klaviyo(RestDestination):
     def follow_up_request(self, follow_up: Any, rows: Rows) -> Request:
         poll: _Poll = follow_up
         if poll.errors_url is None:
-            self._pace(READ_JOB)
             return Request("GET", f"{self.base_url}/api/profile-bulk-import-jobs/{poll.job_id}",
                            self._headers(False), None)
-        self._pace(READ_ERRORS)
         return Request("GET", poll.errors_url, self._headers(False), None)
 
     def parse_follow_up(self, status: int, body: Any, follow_up: Any, rows: Rows) -> Verdict:
@@ -385,6 +393,15 @@ class _Poll:
                      unplaced)
 
 
+def _endpoint(request: Request) -> str:
+    """Which of the job's three endpoints `request` goes to (each has its own limits)."""
+    if request.method == "POST":
+        return CREATE
+    if urlsplit(request.url).path.rstrip("/").endswith("/import-errors"):
+        return READ_ERRORS
+    return READ_JOB
+
+
 def _profile_index(attributes: Mapping[str, Any], count: int,
                    profiles: Callable[[], Sequence[Any]]) -> int | None:
     """Which of the job's `count` profiles an import error is about, or None.
@@ -397,8 +414,8 @@ def _profile_index(attributes: Mapping[str, Any], count: int,
             return int(match.group(1))
     payload = attributes.get("original_payload")
     if isinstance(payload, Mapping):
-        original = payload.get("attributes") if isinstance(payload.get("attributes"),
-                                                            Mapping) else payload
+        nested = payload.get("attributes")
+        original: Mapping[str, Any] = nested if isinstance(nested, Mapping) else payload
         for key in ("external_id", "email", "phone_number"):
             value = original.get(key)
             if not value:

@@ -67,7 +67,6 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
-from shipper.http import RetryPolicy
 from shipper.redact import get_logger, scrub
 from shipper.settings import ConfigError, DestinationSettings, setting
 from shipper.uid2 import MAX_HASHES_PER_REQUEST, IdentityMapService, MappingCache, Uid2Mapper
@@ -157,15 +156,12 @@ class TheTradeDesk(RestDestination):
         settings = self.settings
         service = None
         if not context.dry_run:
-            hooks = context.hooks
-            service = IdentityMapService(
+            # The shared session and retry policy (shipper.http, shipper.retry), under
+            # this destination's settings.
+            service = IdentityMapService.for_settings(
                 settings.uid2_base_url, self.credentials.get("UID2_API_KEY", ""),
-                self.credentials.get("UID2_SECRET_KEY", ""),
-                policy=RetryPolicy.from_settings(settings),
-                connect_timeout=settings.connect_timeout_seconds,
-                read_timeout=settings.timeout_seconds,
-                clock=hooks.clock, sleep=hooks.sleep, wallclock=hooks.wallclock, rng=hooks.rng,
-            )
+                self.credentials.get("UID2_SECRET_KEY", ""), f"{self.name} (UID2 identity map)",
+                settings, **context.hooks.for_session())
         self._mapper = Uid2Mapper(
             MappingCache(context.ledger.cursor()), service=service,
             batch_size=settings.uid2_batch_size,

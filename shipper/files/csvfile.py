@@ -34,7 +34,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 KINDS = ("text", "integer", "decimal")
@@ -69,7 +69,7 @@ def guard_formula(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
-def format_cell(value: Any, kind: str, header: str) -> str:
+def format_cell(value: object, kind: str, header: str) -> str:
     """The text of one cell: empty for NULL, a plain number for numeric kinds, guarded text."""
     if value is None:
         return ""
@@ -154,7 +154,7 @@ class PartFile:
         self.uncompressed = 0
         self._raw = path.open("wb")
         self._sink = _HashingSink(self._raw)
-        self._gzip = (gzip_module.GzipFile(filename="", mode="wb", fileobj=self._sink,  # type: ignore[arg-type]
+        self._gzip = (gzip_module.GzipFile(filename="", mode="wb", fileobj=self._sink,
                                            mtime=0) if gzip else None)
         self._write(fmt.header_line)
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import duckdb
+
 from shipper import redact
 from shipper.destinations.base import Destination
 from shipper.files.csvfile import DELIMITERS, kind_of, valid_name_part
@@ -129,7 +131,7 @@ class FileDestination(Destination):
 
         A directory transport needs none ({}); SFTP needs a password or a key.
         """
-        if getattr(settings, "transport", "sftp") == "directory":
+        if isinstance(settings, FileDestinationSettings) and settings.transport == "directory":
             return {}
         prefix = cls.env_prefix()
         found: dict[str, str] = {}
@@ -144,7 +146,8 @@ class FileDestination(Destination):
             return None
         return found
 
-    def file_columns(self, con: Any, relation: str) -> list[tuple[str, str]]:
+    def file_columns(self, con: duckdb.DuckDBPyConnection,
+                     relation: str) -> list[tuple[str, str]]:
         """The mart's columns but delivery_key, in mart order, with the kind of cell each
         makes ("text", "integer", "decimal"): the file's header and columns.
 
@@ -228,8 +231,9 @@ class FileDestination(Destination):
             except ValueError:
                 raise ConfigError(f"as_of for {name} must start with a date (YYYY-MM-DD), not "
                                   f"{settings.as_of!r}: {fix('as_of')}.") from None
-        for key in ("max_rows_per_file", "max_bytes_per_file"):
-            if getattr(settings, key) < 0:
+        for key, limit in (("max_rows_per_file", settings.max_rows_per_file),
+                           ("max_bytes_per_file", settings.max_bytes_per_file)):
+            if limit < 0:
                 raise ConfigError(f"{key} for {name} must not be negative: {fix(key)}.")
         if not 0 < settings.sftp_port < 65536:
             raise ConfigError(f"sftp_port for {name} must be a TCP port: {fix('sftp_port')}.")

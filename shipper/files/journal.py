@@ -35,54 +35,32 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
-from shipper.ledger import DeliveryRecord, Ledger, RunCounts, utcnow
+from shipper.ledger import Ledger, utcnow
+from shipper.ledger.connection import transaction
+from shipper.outcomes import Outcomes, RunCounts
 from shipper.redact import scrub
-
-SCHEMA = """
-create table if not exists files (
-    file_id varchar primary key,
-    destination varchar not null,
-    run_id varchar not null,
-    part integer not null,
-    as_of varchar,
-    file_name varchar,
-    transport varchar,
-    location varchar,
-    rows bigint not null default 0,
-    bytes bigint,
-    sha256 varchar,
-    attempts integer not null default 0,
-    status varchar not null,
-    temporary_removed boolean not null default false,
-    started_at timestamp not null,
-    finished_at timestamp,
-    error varchar
-);
-create table if not exists file_rows (
-    file_id varchar not null,
-    delivery_key varchar not null,
-    fingerprint varchar
-);
-"""
 
 UNFINISHED = ("writing", "uploading", "uploaded")
 CHUNK_ROWS = 10_000
 
 _ROWS_SCHEMA = pa.schema([("delivery_key", pa.string()), ("fingerprint", pa.string())])
 
+# A file's recorded rows, a chunk at a time: their keys and their fingerprints.
+Chunk = tuple[list[str], list[str | None]]
+FileRecord = dict[str, Any]  # a row of `files`, by column name
+
 
 class FileJournal:
-    """The file tables for one destination in one run (a cursor of the ledger's database)."""
+    """The file tables for one destination in one run (a cursor of the ledger's database,
+    whose schema, `shipper.ledger.schema`, holds the tables)."""
 
     def __init__(self, ledger: Ledger, destination: str, run_id: str) -> None:
         self.ledger = ledger
         self.destination = destination
         self.run_id = run_id
         self._con = ledger.cursor()
-        self._con.execute(SCHEMA)
 
     def close(self) -> None:
         self._con.close()
@@ -96,7 +74,7 @@ class FileJournal:
             [file_id, self.destination, self.run_id, part, as_of, transport, utcnow()],
         )
 
-    def add_rows(self, file_id: str, rows: Sequence[tuple[str, str]]) -> None:
+    def add_rows(self, file_id: str, rows: Sequence[tuple[str, str | None]]) -> None:
         if not rows:
             return
         table = pa.Table.from_pylist(
@@ -143,21 +121,19 @@ class FileJournal:
     def _record_delivered(self, file_id: str, run_id: str, attempts: int,
                           counts: RunCounts | None) -> int:
         total = 0
-        for chunk in self._rows(file_id):
-            records = [DeliveryRecord(key, "delivered", print_, None, attempts)
-                       for key, print_ in chunk]
-            self.ledger.record(run_id, self.destination, records, counts)
-            total += len(records)
+        for keys, prints in self._rows(file_id):
+            self.ledger.record(run_id, self.destination,
+                               Outcomes.same(keys, prints, "delivered", attempts), counts)
+            total += len(keys)
         return total
 
     def mark_failed(self, file_id: str, run_id: str, reason: str, attempts: int,
                     counts: RunCounts | None) -> None:
         """The upload gave up: its rows are failed (sent again next run), the file too."""
         # A row delivered before (a --force run) stays delivered.
-        for chunk in self._rows(file_id, undelivered_only=True):
-            records = [DeliveryRecord(key, "failed", print_, None, attempts, reason)
-                       for key, print_ in chunk]
-            self.ledger.record(run_id, self.destination, records, counts)
+        for keys, prints in self._rows(file_id, undelivered_only=True):
+            self.ledger.record(run_id, self.destination,
+                               Outcomes.same(keys, prints, "failed", attempts, reason), counts)
         self._finish(file_id, "failed", reason, attempts)
 
     def mark_abandoned(self, file_id: str, reason: str) -> None:
@@ -179,21 +155,16 @@ class FileJournal:
                           [file_id])
 
     def _finish(self, file_id: str, status: str, reason: str, attempts: int) -> None:
-        self._con.execute("begin transaction")
-        try:
+        with transaction(self._con):
             self._con.execute(
                 "update files set status = ?, finished_at = ?, error = ?, "
                 "attempts = attempts + ? where file_id = ?",
                 [status, utcnow(), scrub(reason)[:2000], attempts, file_id],
             )
             self._con.execute("delete from file_rows where file_id = ?", [file_id])
-            self._con.execute("commit")
-        except BaseException:
-            self._con.execute("rollback")
-            raise
 
     def _rows(self, file_id: str, undelivered_only: bool = False,
-              ) -> Iterator[list[tuple[str, str]]]:
+              ) -> Iterator[Chunk]:
         cursor = self.ledger.cursor()
         keep = ("and not exists (select 1 from deliveries where deliveries.destination = ? "
                 "and deliveries.delivery_key = file_rows.delivery_key "
@@ -204,13 +175,13 @@ class FileJournal:
                 f"select delivery_key, fingerprint from file_rows where file_id = ? {keep} "
                 "order by delivery_key", params)
             while chunk := result.fetchmany(CHUNK_ROWS):
-                yield [(str(key), fingerprint) for key, fingerprint in chunk]
+                yield [str(key) for key, _ in chunk], [print_ for _, print_ in chunk]
         finally:
             cursor.close()
 
     # -- earlier runs ------------------------------------------------------------------------
 
-    def unfinished(self) -> list[dict[str, Any]]:
+    def unfinished(self) -> list[FileRecord]:
         """Files of this destination a run left mid-way (killed, power loss), oldest first."""
         return self._dicts(
             "select * from files where destination = ? and status in ('writing', 'uploading', "
@@ -218,7 +189,7 @@ class FileJournal:
             [self.destination, self.run_id],
         )
 
-    def temporaries_left(self) -> list[dict[str, Any]]:
+    def temporaries_left(self) -> list[FileRecord]:
         """Failed or abandoned uploads whose temporary file may still be on the server."""
         return self._dicts(
             "select * from files where destination = ? and status in ('failed', 'abandoned') "
@@ -227,7 +198,7 @@ class FileJournal:
             [self.destination, self.run_id],
         )
 
-    def delivered_with_checksum(self, sha256: str) -> dict[str, Any] | None:
+    def delivered_with_checksum(self, sha256: str) -> FileRecord | None:
         rows = self._dicts(
             "select * from files where destination = ? and sha256 = ? and status = 'delivered' "
             "order by finished_at desc limit 1",
@@ -235,25 +206,14 @@ class FileJournal:
         )
         return rows[0] if rows else None
 
-    def files_of_run(self) -> list[dict[str, Any]]:
+    def files_of_run(self) -> list[FileRecord]:
         return self._dicts(
             "select * from files where destination = ? and run_id = ? order by part",
             [self.destination, self.run_id],
         )
 
-    def _dicts(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    def _dicts(self, sql: str, params: list[object]) -> list[FileRecord]:
         result = self._con.execute(sql, params)
         names = [column[0] for column in result.description]
         return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
-
-def delivered_files(con: duckdb.DuckDBPyConnection, destination: str) -> list[dict[str, Any]]:
-    """Every delivered file of a destination, oldest first ([] before any file run)."""
-    # Asked of a missing table, DuckDB would look for a Python variable named `files`.
-    if not con.execute("select 1 from duckdb_tables() where table_name = 'files'").fetchall():
-        return []
-    result = con.execute(
-        "select * from files where destination = ? and status = 'delivered' "
-        "order by started_at, part", [destination])
-    names = [column[0] for column in result.description]
-    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]

@@ -8,7 +8,10 @@ platform that picks up every new file therefore only ever sees whole ones.
 
 Failures are `TransportError`s; `fatal` ones (host key refused, credentials
 refused, no such directory, permission denied) stop the destination because no
-retry can help; the others are retried by the file loop with backoff.
+retry can help; the others are retried (`with_retries`, the file loop's way)
+under `shipper.retry`'s one policy: full-jitter backoff, `max_attempts`, and
+`give_up_after_seconds`, an upload being retried as long as that budget is not
+spent when it fails. The connection is dropped before each retry.
 
 SFTP host keys are always verified: against a pinned SHA-256 fingerprint when
 one is configured, otherwise against a known_hosts file. An unknown host, or a
@@ -22,16 +25,20 @@ import errno
 import io
 import os
 import posixpath
+import random
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shipper.redact import get_logger
+from shipper.retry import GaveUp, Retrier, Retry, RetryPolicy
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 COPY_CHUNK = 256 * 1024
 
@@ -73,6 +80,34 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def with_retries(transport: Transport, what: str, action: Callable[[], T], *,
+                 policy: RetryPolicy, clock: Callable[[], float],
+                 sleep: Callable[[float], None], rng: random.Random, name: str) -> T:
+    """`action()` (a call on `transport`), retried under `policy` while it raises a
+    TransportError that is not fatal, the connection reset before each retry; a fatal
+    one is raised at once, and the last one, worded "<what> failed N times", when the
+    budget is spent. `name` (the destination) starts each log line."""
+
+    def attempt(number: int) -> T | Retry:
+        try:
+            return action()
+        except TransportError as exc:
+            if exc.fatal:
+                raise
+            transport.reset()
+            return Retry(str(exc))
+
+    def log_retry(retry: Retry, wait: float, attempts: int) -> None:
+        log.info("%s: %s failed (%s); attempt %d of %d in %.1f s", name, what, retry.reason,
+                 attempts + 1, policy.max_attempts, wait)
+
+    retrier = Retrier(policy, clock=clock, sleep=sleep, rng=rng, wait_may_end_past_budget=True)
+    outcome = retrier.run(attempt, subject=transport, on_retry=log_retry)
+    if isinstance(outcome, GaveUp):
+        raise TransportError(f"{what} failed {outcome.attempts} times, last: {outcome.reason}")
+    return outcome
 
 
 # -- local directory -----------------------------------------------------------------------
@@ -189,7 +224,6 @@ def load_private_key(secrets: SftpSecrets, env_prefix: str) -> Any:
     import paramiko
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
     text = secrets.private_key or ""
     if "\\n" in text and "\n" not in text.strip():
@@ -233,21 +267,28 @@ def load_private_key(secrets: SftpSecrets, env_prefix: str) -> Any:
         raise TransportError(
             f"the private key in {source} is of a type this shipper cannot use: give an "
             "ed25519, ECDSA or RSA key.", fatal=True) from None
-    if isinstance(loaded, ed25519.Ed25519PrivateKey):
-        key_class: Any = paramiko.Ed25519Key
-    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
-        key_class = paramiko.ECDSAKey
-    elif isinstance(loaded, rsa.RSAPrivateKey):
-        key_class = paramiko.RSAKey
-    else:
-        raise TransportError(
-            f"the private key in {source} is a {type(loaded).__name__}: give an ed25519, ECDSA "
-            "or RSA key.", fatal=True)
     try:
-        return key_class.from_private_key(io.StringIO(text), password=passphrase)
+        return _paramiko_key_class(loaded, source).from_private_key(io.StringIO(text),
+                                                                    password=passphrase)
     except (paramiko.SSHException, ValueError) as exc:
         raise TransportError(f"the private key in {source} cannot be used ({exc}).",
                              fatal=True) from None
+
+
+def _paramiko_key_class(loaded: Any, source: str) -> Any:
+    """paramiko's class for a key `cryptography` loaded: ed25519, ECDSA or RSA."""
+    import paramiko
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(loaded, ed25519.Ed25519PrivateKey):
+        return paramiko.Ed25519Key
+    if isinstance(loaded, ec.EllipticCurvePrivateKey):
+        return paramiko.ECDSAKey
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        return paramiko.RSAKey
+    raise TransportError(
+        f"the private key in {source} is a {type(loaded).__name__}: give an ed25519, ECDSA "
+        "or RSA key.", fatal=True)
 
 
 def host_key_entry(host: str, port: int) -> str:
@@ -372,7 +413,9 @@ class SftpTransport:
             sftp = paramiko.SFTPClient.from_transport(ssh)
             if sftp is None:
                 raise TransportError(f"the SFTP server {where} opened no SFTP session")
-            sftp.get_channel().settimeout(target.timeout)
+            channel = sftp.get_channel()
+            if channel is not None:
+                channel.settimeout(target.timeout)
             ssh.set_keepalive(30)
             self._sftp = sftp
         except TransportError:
@@ -410,7 +453,7 @@ class SftpTransport:
             if closable is not None:
                 try:
                     closable.close()
-                except (*_broken_link(), OSError) as exc:  # already broken: best effort
+                except _broken_link() + (OSError,) as exc:  # already broken: best effort
                     log.debug("closing a broken SFTP connection: %s", _short(exc))
         self._sftp = None
         self._ssh = None
@@ -429,14 +472,14 @@ class SftpTransport:
         temporary = self._path(temporary_name(name))
         try:
             sftp = self._session()
-            if self._stat_size(sftp, final) == expected:
+            if _stat_size(sftp, final) == expected:
                 # An earlier attempt of this run renamed it, and then lost the answer.
                 return self.describe(name)
             with local.open("rb") as source, sftp.open(temporary, "wb") as target:
                 target.set_pipelined(True)
                 while chunk := source.read(COPY_CHUNK):
                     target.write(chunk)
-            written = self._stat_size(sftp, temporary)
+            written = _stat_size(sftp, temporary)
             if written != expected:
                 raise TransportError(
                     f"{self.describe(temporary_name(name))} holds {written} bytes instead of "
@@ -465,7 +508,7 @@ class SftpTransport:
 
     def size(self, name: str) -> int | None:
         try:
-            return self._stat_size(self._session(), self._path(name))
+            return _stat_size(self._session(), self._path(name))
         except TransportError:
             raise
         except OSError as exc:
@@ -489,17 +532,6 @@ class SftpTransport:
             raise TransportError(f"cannot remove {temporary_name(name)} ({_short(exc)})") \
                 from None
 
-    @staticmethod
-    def _stat_size(sftp: Any, path: str) -> int | None:
-        try:
-            return int(sftp.stat(path).st_size)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
-
     def _file_error(self, exc: OSError, path: str) -> TransportError:
         where = self.describe(posixpath.basename(path))
         if exc.errno == errno.ENOENT:
@@ -513,6 +545,18 @@ class SftpTransport:
                 "account's rights).", fatal=True)
         # paramiko raises OSError without errno for a dropped socket and SFTP failures.
         return TransportError(f"the upload to {where} failed ({_short(exc)})")
+
+
+def _stat_size(sftp: Any, path: str) -> int | None:
+    """The size of `path` on the server, or None when there is no such file."""
+    try:
+        return int(sftp.stat(path).st_size)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
 
 
 def _broken_link() -> tuple[type[BaseException], ...]:

@@ -4,6 +4,7 @@ plain-rename fallback for servers without posix-rename, fingerprints, known_host
 from __future__ import annotations
 
 import errno
+import random
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from shipper.files.transports import (
     TransportError,
     host_key_entry,
     normalise_fingerprint,
+    with_retries,
 )
+from shipper.retry import RetryPolicy
 from tests.files.conftest import FileTests, criteo_row
 
 
@@ -59,6 +62,93 @@ def test_the_file_loop_retries_a_failing_directory_then_records_the_rows_failed(
     assert files.ship("run", "criteo") == 0
     assert len(files.listing(target)) == 1
     assert files.statuses("criteo") == {"delivered": 2}
+
+
+class _Flaky:
+    """A transport whose `put` raises the errors given, in turn, then succeeds."""
+
+    kind = "directory"
+
+    def __init__(self, *errors: TransportError, took: float = 0.0, clock=None) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+        self.resets = 0
+        self.took = took
+        self.clock = clock
+
+    def put(self) -> str:
+        self.calls += 1
+        if self.clock is not None:
+            self.clock.now += self.took
+        if self.errors:
+            raise self.errors.pop(0)
+        return "delivered"
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def _retry(flaky: _Flaky, clock: _Clock, policy: RetryPolicy) -> str:
+    return with_retries(flaky, "uploading f.csv", flaky.put, policy=policy,
+                        clock=lambda: clock.now, sleep=clock.sleep, rng=random.Random(3),
+                        name="criteo")
+
+
+def test_transient_failures_are_retried_under_the_shared_policy_and_the_link_reset():
+    clock = _Clock()
+    flaky = _Flaky(TransportError("broken pipe"), TransportError("timed out"))
+
+    assert _retry(flaky, clock, RetryPolicy(300.0, 8, 1.0, 60.0)) == "delivered"
+
+    assert flaky.calls == 3 and flaky.resets == 2
+    assert len(clock.waits) == 2
+    assert 0 <= clock.waits[0] <= 1.0 and 0 <= clock.waits[1] <= 2.0
+
+
+def test_a_fatal_failure_is_not_retried():
+    clock = _Clock()
+    flaky = _Flaky(TransportError("permission denied", fatal=True))
+
+    with pytest.raises(TransportError, match="permission denied") as raised:
+        _retry(flaky, clock, RetryPolicy(300.0, 8, 1.0, 60.0))
+    assert raised.value.fatal and flaky.calls == 1 and clock.waits == []
+
+
+def test_max_attempts_then_the_last_failure_is_raised():
+    clock = _Clock()
+    flaky = _Flaky(*(TransportError(f"failure {n}") for n in range(1, 10)))
+
+    with pytest.raises(TransportError, match="uploading f.csv failed 3 times, last: failure 3"):
+        _retry(flaky, clock, RetryPolicy(300.0, 3, 1.0, 60.0))
+    assert flaky.calls == 3 and flaky.resets == 3 and len(clock.waits) == 2
+
+
+def test_an_upload_is_retried_while_give_up_after_is_not_spent():
+    # Each upload fails after 40 s; backoff ceilings 100 s, so the waits are large too.
+    clock = _Clock()
+    flaky = _Flaky(*(TransportError("reset") for _ in range(10)), took=40.0, clock=clock)
+
+    with pytest.raises(TransportError, match="failed"):
+        _retry(flaky, clock, RetryPolicy(100.0, 10, 100.0, 100.0))
+    # Retried after every failure that came before 100 s, whatever the wait then.
+    failed_at = []
+    total = 0.0
+    for index in range(flaky.calls):
+        total += 40.0
+        failed_at.append(total)
+        if index < len(clock.waits):
+            total += clock.waits[index]
+    assert all(at < 100.0 for at in failed_at[:-1]) and failed_at[-1] >= 100.0
 
 
 class _OldServer:

@@ -145,6 +145,59 @@ def test_each_endpoint_has_its_own_buckets():
     assert pacers.summary() == ["1 of 2 requests to create waited 5.0 s in all (1 per 5 s)"]
 
 
+def test_a_hold_off_keeps_every_caller_back_then_pacing_goes_on():
+    # A 429 at 100 s asked for 17 s of quiet: whoever asks next (any thread) waits for it.
+    clock = Clock(now=100.0)
+    pacer = Pacer(KLAVIYO, clock=clock, sleep=clock.sleep)
+    assert pacer.acquire() == 0.0
+
+    pacer.hold_off(17.0)
+
+    assert [pacer.reserve()[1] for _ in range(3)] == [117.0, 117.0, 117.0]
+    # The thread that met the 429 slept its 17 s itself: it then goes at once.
+    clock.now = 117.0
+    assert pacer.acquire() == 0.0
+    # Another 429 holds off from when it came (117 + 1); one asking for less quiet than
+    # is already kept changes nothing.
+    pacer.hold_off(1.0)
+    pacer.hold_off(0.5)
+    assert pacer.reserve()[1] == 118.0
+    assert pacer.held_off == 3
+
+
+def test_threads_held_off_all_wait_until_the_hold_off_ends():
+    clock = Clock(now=50.0)
+    lock = threading.Lock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        with lock:
+            slept.append(seconds)
+
+    pacer = Pacer([Limit(100, 1.0)], clock=clock, sleep=sleep)
+    pacer.hold_off(5.0)
+    threads = [threading.Thread(target=pacer.acquire) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert slept == [5.0] * 6
+
+
+def test_a_hold_off_is_per_endpoint_and_summarised():
+    clock = Clock()
+    pacers = EndpointPacers(KLAVIYO, clock=clock, sleep=clock.sleep)
+
+    pacers.hold_off("create", 17.0)
+
+    assert pacers.acquire("read") == 0.0
+    assert pacers.acquire("create") == 17.0
+    line = ("1 of 1 requests to create waited 17.0 s in all (10 per 1 s, 150 per 60 s), "
+            "1 time(s) held off by a 429")
+    assert pacers.summary() == [line]
+
+
 def test_limits_and_margins_are_checked():
     with pytest.raises(ValueError):
         Limit(0, 1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import os
 import subprocess
@@ -185,3 +186,120 @@ def test_status_escapes_control_characters_a_platform_sent(workspace, capsys):
     out = capsys.readouterr().out
     assert "bad \\x1b[31mevent" in out
     assert "\x1b" not in out and "\r" not in out
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-m", "shipper", "--version"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ship {version('offline-conversions')}"
+
+
+def test_status_names_the_order_of_a_rejected_row(workspace, capsys):
+    fake = workspace.meta()
+    fake.poison = {"evt-4"}
+    workspace.meta_mart(meta_row(i) for i in range(8))
+    assert workspace.ship("run", "meta") == 1
+    capsys.readouterr()
+
+    assert workspace.ship("status") == 0
+
+    out = capsys.readouterr().out
+    rejected = out.split("rejected rows (latest")[1].splitlines()
+    assert rejected[1].split()[:3] == ["destination", "order_id", "delivery_key"]
+    assert rejected[2].split()[:3] == ["meta", "SO-4", "order-4"]
+    with workspace.ledger() as ledger:  # the order id is looked up, not kept
+        assert "order_id" not in ledger.rejections(["meta"])[0]
+
+
+def test_status_json_carries_what_the_tables_show(workspace, capsys):
+    fake = workspace.meta()
+    fake.poison = {"evt-4"}
+    workspace.meta_mart(meta_row(i) for i in range(8))
+    assert workspace.ship("run", "meta") == 1
+    capsys.readouterr()
+
+    assert workspace.ship("status", "--json") == 0
+
+    document = json.loads(capsys.readouterr().out)
+    assert document["ledger"] == str(workspace.ledger_path)
+    (run,) = document["runs"]
+    assert (run["destination"], run["status"], run["rows_read"], run["rows_rejected"]) == \
+        ("meta", "rejections", 8, 1)
+    assert dt.datetime.fromisoformat(run["started_at"]).tzinfo is not None
+    (rejection,) = document["rejections"]
+    assert (rejection["order_id"], rejection["delivery_key"], rejection["rejected_by"]) == \
+        ("SO-4", "order-4", "platform")
+    assert document["rejections_by_reason"][0]["rows"] == 1
+    assert document["requests_by_status"] == [] and document["refresh_problems"] == []
+
+
+def test_status_json_without_a_ledger(workspace, capsys):
+    assert workspace.ship("status", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["shipped"] is False
+
+
+FAKE_DBT = """\
+#!{python}
+import json, os, sys
+with open({record!r}, "w") as handle:
+    json.dump({{"argv": sys.argv[1:], "duckdb_path": os.environ.get("DUCKDB_PATH")}}, handle)
+sys.exit({code})
+"""
+
+
+def _fake_dbt(workspace, monkeypatch, code: int) -> Path:
+    from shipper.commands import dbt_build
+
+    record = workspace.root / "dbt-call.json"
+    script = workspace.root / "dbt"
+    script.write_text(FAKE_DBT.format(python=sys.executable, record=str(record), code=code))
+    script.chmod(0o755)
+    monkeypatch.setattr(dbt_build, "dbt_executable", lambda: str(script))
+    return record
+
+
+def test_run_build_ships_only_after_a_successful_build(workspace, monkeypatch, capsys):
+    fake = workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(5))
+    record = _fake_dbt(workspace, monkeypatch, 0)
+
+    assert workspace.ship("run", "meta", "--build", "--vars", "{as_of: 2026-11-28}") == 0
+
+    call = json.loads(record.read_text())
+    argv = call["argv"]
+    assert argv[0] == "build"
+    assert argv[argv.index("--vars") + 1] == "{as_of: 2026-11-28}"
+    assert "--profiles-dir" in argv and "--project-dir" in argv
+    assert call["duckdb_path"] == str(workspace.mart_path)
+    assert len(fake.accepted_ids) == 5
+
+
+def test_run_build_that_fails_ships_nothing(workspace, monkeypatch, capsys):
+    fake = workspace.meta()
+    workspace.meta_mart(meta_row(i) for i in range(5))
+    _fake_dbt(workspace, monkeypatch, 1)
+
+    assert workspace.ship("run", "meta", "--build") == 2
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("ship: dbt build failed (exit 1): nothing was shipped; fix the build "
+                       "(its output is above) and run ship run --build again.")
+    assert fake.accepted_ids == []
+    assert not workspace.ledger_path.exists()
+
+
+def test_progress_estimates_the_time_left_on_a_long_run(caplog):
+    caplog.set_level(logging.INFO)
+    ticks = iter([0.0, 120.0, 121.0])
+    progress = Progress(stream=io.StringIO(), interval=10, clock=lambda: next(ticks))
+    progress.start("meta")
+    progress.update("meta", RunCounts(read=1_000, sent=250, accepted=250))
+    progress.update("meta", RunCounts(read=1_000, sent=1_000, accepted=1_000), final=True)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0] == ("meta: 1,000 read, 0 skipped, 250 sent, 250 accepted, 0 rejected, "
+                        "0 failed; 250 of 1,000 to handle (25%), about 6 min left")
+    assert lines[1].endswith("0 failed")  # the final line: counts only

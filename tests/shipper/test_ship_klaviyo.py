@@ -468,7 +468,8 @@ def test_more_jobs_than_klaviyo_takes_in_a_minute_are_paced_not_throttled(worksp
     assert creates[-1] - creates[0] < 60.25 + 5 * 1.25 + 1
 
 
-def test_a_429_with_retry_after_holds_the_request_back_that_long(workspace):
+def test_a_429_with_retry_after_holds_the_request_back_that_long(workspace, caplog):
+    caplog.set_level(logging.INFO)
     # Klaviyo counts per account: something else took most of this minute's job creations,
     # so Klaviyo allows three where the shipper counts on 150.
     fake = klaviyo(workspace, polls_to_complete=1,
@@ -493,6 +494,59 @@ def test_a_429_with_retry_after_holds_the_request_back_that_long(workspace):
               for profile in fake.jobs[fake.job_order[3]].profiles]
     with workspace.ledger() as ledger:
         assert [ledger.delivery("klaviyo", key)["attempts"] for key in fourth] == [2, 2]
+    # The 429 held the endpoint off for every thread (shipper.pacing's summary says so).
+    assert "1 time(s) held off by a 429" in caplog.text
+
+
+def test_every_retry_takes_a_pacing_token(workspace):
+    # One job creation in any 10 s (and the margin): the retry after a 503 waits for its
+    # token like a first attempt, in the session's before_attempt hook.
+    fake = klaviyo(workspace, polls_to_complete=1)
+    workspace.env(KLAVIYO_CONCURRENCY="1", KLAVIYO_BURST_LIMIT="1",
+                  KLAVIYO_BURST_WINDOW_SECONDS="10", KLAVIYO_POLL_INTERVAL_SECONDS="1")
+    fake.misbehave(Reply(503, "busy"))
+    mart(workspace, (klaviyo_row(i) for i in range(3)))
+
+    assert workspace.ship("run", "klaviyo") == 0
+
+    backoff, token, poll = workspace.clock.waits[:3]
+    assert 0 <= backoff <= 1.0  # full jitter under backoff_base_seconds
+    assert backoff + token == pytest.approx(10.25)  # the rest of the window, and the margin
+    assert poll == 1.0
+    # The 503 is not in the fake's rate-limit log; the retry is, a window after the first.
+    assert fake.arrivals(CREATE) == [pytest.approx(1010.25)]
+    assert sorted(fake.imported) == sorted(f"cust-{i}" for i in range(3))
+    with workspace.ledger() as ledger:
+        assert ledger.delivery("klaviyo", "cust-0")["attempts"] == 2
+
+
+def test_a_429_holds_off_every_thread_sending_to_that_endpoint(workspace):
+    # The hooks the retrying session calls, driven in the order two sender threads would:
+    # thread A's job creation met a 429 asking for 17 s; thread B's next creation waits
+    # them out before it goes, not only thread A's retry. Reading a job is not held off.
+    from shipper.destinations.base import PrepareContext
+    from shipper.destinations.klaviyo import Klaviyo
+
+    clock = workspace.clock
+    destination = Klaviyo(KlaviyoSettings(base_url="https://a.klaviyo.test"),
+                          {"KLAVIYO_API_KEY": KEY})
+    destination.open_prepare(PrepareContext(None, "run", False, workspace.outbox,
+                                            Hooks(clock=clock.monotonic, sleep=clock.sleep)))
+    hooks = destination.attempt_hooks()
+    create = destination.build_request([b'{"type":"profile"}'])
+    read = destination.follow_up_request(
+        destination.parse_response(202, {"data": {"id": "job-1"}}, None).follow_up, None)
+
+    hooks.before_attempt(create)  # thread A's first attempt: a token at once
+    hooks.on_throttled(create, 17.0)  # ... answered 429, Retry-After 17
+    hooks.before_attempt(read)  # a job read: its own endpoint, not held off
+    assert clock.waits == []
+    hooks.before_attempt(create)  # thread B: waits out the 17 s
+    assert clock.waits == [17.0]
+    hooks.before_attempt(create)  # thread A, its 17 s slept in the session: goes at once
+    assert clock.waits == [17.0]
+
+    destination.close_prepare()
 
 
 def test_sender_threads_share_the_buckets(workspace):

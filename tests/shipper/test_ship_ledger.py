@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pytest
 
+from shipper import pending
 from shipper.config import DestinationSettings, setting
 from shipper.destinations import base
 from shipper.destinations.base import (
@@ -23,7 +24,7 @@ from shipper.destinations.base import (
     Verdict,
     envelope,
 )
-from shipper.ledger import DeliveryRecord, Ledger, RunCounts, fingerprint
+from shipper.ledger import SCHEMA_VERSION, DeliveryRecord, Ledger, RunCounts, fingerprint
 from shipper.reader import DuckDBSource, stream_batches
 from tests.fakes import FakeApp, Reply
 from tests.shipper.marts import meta_row, write_mart
@@ -80,40 +81,42 @@ def test_record_is_one_transaction_per_batch(tmp_path):
         assert run["status"] == "interrupted"  # never finished: the process died
 
 
-def _pending(ledger, mart_path, resend_when_changed=False):
+def _staging(ledger, cursor, relation):
+    return pending.Staging(cursor, "meta", relation, ledger.scratch_path("pending-meta.parquet"),
+                           ledger.memory_limit)
+
+
+def _pending(ledger, mart_path, force=False):
     cursor = ledger.cursor()
     try:
         relation = DuckDBSource(mart_path).relation(cursor, "keys_mart")
-        sql, skipped = ledger.stage_pending(cursor, "meta", relation, ("delivery_key",),
-                                            resend_when_changed)
-        return sorted(cursor.sql(sql).fetchall()), skipped
+        staged = pending.stage_file_rows(_staging(ledger, cursor, relation), ["delivery_key"],
+                                         force)
+        return sorted(cursor.sql(staged.sql).fetchall()), staged.skipped, staged.missing_key
     finally:
         cursor.close()
 
 
-def test_stage_pending_streams_each_pending_row_with_its_ledger_state(tmp_path):
-    # A first run and a run with nothing left stream without staging; the rows and
-    # counts must be what the staged join gives (a NULL key is never streamed).
+def test_staging_streams_each_pending_row(tmp_path):
+    # A first run, a --force run and a run with nothing left stream the mart without
+    # staging; the rows and counts must be what the staged rows give (a NULL key is
+    # never streamed, but counted).
     mart = tmp_path / "mart.duckdb"
     write_mart(mart, "keys_mart", {"delivery_key": "varchar"},
                [{"delivery_key": key} for key in ("a", "b", "c", None)])
-    fresh = (None, None, None)
     with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
-        assert _pending(ledger, mart) == ([("a", *fresh), ("b", *fresh), ("c", *fresh)], 0)
+        assert _pending(ledger, mart) == ([("a",), ("b",), ("c",)], 0, 1)
 
         ledger.record("r1", "meta", [
             DeliveryRecord("a", "delivered", "fa"),
-            DeliveryRecord("b", "rejected", "fb", "platform", 1, "bad value"),
+            DeliveryRecord("b", "rejected", "fb", "validation", 0, "bad value"),
         ])
-        assert _pending(ledger, mart) == ([("b", "rejected", "fb", "platform"),
-                                           ("c", *fresh)], 1)
-        assert _pending(ledger, mart, resend_when_changed=True) == (
-            [("a", "delivered", "fa", None), ("b", "rejected", "fb", "platform"),
-             ("c", *fresh)], 0)
+        assert _pending(ledger, mart) == ([("b",), ("c",)], 1, 1)
+        assert _pending(ledger, mart, force=True) == ([("a",), ("b",), ("c",)], 0, 1)
 
         ledger.record("r2", "meta", [DeliveryRecord("b", "delivered", "fb"),
                                      DeliveryRecord("c", "delivered", "fc")])
-        assert _pending(ledger, mart) == ([], 3)
+        assert _pending(ledger, mart) == ([], 3, 1)
 
 
 def test_the_ledger_must_not_be_the_mart_database(workspace, capsys):
@@ -262,9 +265,9 @@ def _checkpoint_while_streaming(tmp_path, use_reader):
         source = DuckDBSource(mart)
         relation = source.relation(cursor, "events")
         assert source.relation(reader, "events") == relation
-        sql, _skipped = ledger.stage_pending(cursor, "meta", relation, ["delivery_key", "n"],
-                                             False, reader=reader if use_reader else None)
-        batches = stream_batches(reader, sql, None, 1000)
+        staged = pending.stage_file_rows(_staging(ledger, cursor, relation),
+                                         ["delivery_key", "n"], force=False)
+        batches = stream_batches(reader, staged.sql, None, 1000)
         next(batches)  # the stream is open, as during a run
         # What a run writes meanwhile: outcomes, and the run's counts every few seconds.
         ledger.record("r1", "meta", [DeliveryRecord("k2", "delivered", "f" * 64, None, 1)],
@@ -283,3 +286,16 @@ def test_the_reader_streams_without_keeping_the_ledger_from_checkpointing(tmp_pa
     # memory then grows with every outcome until a commit fails), from the reader not.
     assert _checkpoint_while_streaming(tmp_path / "cursor", use_reader=False) is not None
     assert _checkpoint_while_streaming(tmp_path / "reader", use_reader=True) is None
+
+
+def test_one_schema_holds_every_table_the_files_journal_included(tmp_path):
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        cursor = ledger.cursor()
+        tables = {row[0] for row in cursor.execute(
+            "select table_name from information_schema.tables").fetchall()}
+        (version,) = cursor.execute(
+            "select value from ledger_info where key = 'schema_version'").fetchone()
+        cursor.close()
+    assert {"deliveries", "runs", "platform_requests", "platform_request_rows", "files",
+            "file_rows"} <= tables
+    assert version == SCHEMA_VERSION

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shipper.destinations.base import Request
 from shipper.http import RetryingSession, RetryPolicy, parse_retry_after
-from tests.fakes import Reply, Reset, Stall
+from tests.fakes import FakeApp, FakeServer, Reply, Reset, Stall
 from tests.shipper.marts import meta_row
 
 
@@ -197,3 +198,45 @@ def test_rate_limit_reset_header_is_honoured_when_there_is_no_retry_after():
     assert wait_from_headers({"X-RateLimit-Reset": "1800000012"}, now=1_800_000_000.0) == 12.0
     assert wait_from_headers({"X-RateLimit-Reset": "12"}, now=1_800_000_000.0) is None
     assert wait_from_headers({}, now=1_800_000_000.0) is None
+
+
+class _Fine(FakeApp):
+    def handle(self, request):
+        return Reply(200, {"ok": True})
+
+
+class _Verdict:
+    retryable = False
+    reason = None
+
+
+def test_the_session_calls_the_attempt_hooks_around_every_attempt(workspace):
+    clock = workspace.clock
+    calls = []
+
+    class Hooks:
+        def before_attempt(self, subject):
+            calls.append(("before_attempt", subject.url, clock.now))
+
+        def on_throttled(self, subject, wait):
+            calls.append(("on_throttled", subject.url, wait))
+
+    app = _Fine()
+    app.misbehave(Reply(429, "slow down", {"Retry-After": "5"}), Reply(503, "busy"))
+    with FakeServer(app) as server:
+        session = RetryingSession("x", policy=RetryPolicy(300, 8, 1, 60), connect_timeout=5,
+                                  read_timeout=5, hooks=Hooks(), clock=clock.monotonic,
+                                  sleep=clock.sleep)
+        try:
+            result = session.send(Request("POST", f"{server.url}/events", {}, b"{}"),
+                                  lambda status, body: _Verdict())
+        finally:
+            session.close()
+
+    assert result.attempts == 3 and result.failure is None
+    url = f"{server.url}/events"
+    backoff = clock.waits[1]
+    # Every attempt first, the retries too; a 429 holds off for its Retry-After before the
+    # wait; a 503 is no throttle.
+    assert calls == [("before_attempt", url, 1000.0), ("on_throttled", url, 5.0),
+                     ("before_attempt", url, 1005.0), ("before_attempt", url, 1005.0 + backoff)]

@@ -50,7 +50,7 @@ from dbt.cli.main import dbtRunner
 from uid2_client import IdentityMapV3Input, normalize_and_hash_email, normalize_and_hash_phone
 from uid2_client.input_util import normalize_email_string
 
-from shipper.http import RetryPolicy
+from shipper.http import RetryingSession, RetryPolicy
 from shipper.uid2 import MAX_HASHES_PER_REQUEST, IdentityMapService
 from tests.fakes.server import FakeServer
 from tests.fakes.uid2_operator import FakeUid2Operator
@@ -311,9 +311,9 @@ def operator():
 @pytest.mark.parametrize("build_name", ["fixture", "demo"])
 def test_the_shippers_identity_map_request_is_the_sdks(builds, operator, build_name):
     fake, url = operator
-    service = IdentityMapService(url, fake.api_key, fake.secret_b64,
-                                 policy=RetryPolicy(10.0, 1, 0.1, 0.1),
-                                 connect_timeout=5.0, read_timeout=10.0)
+    service = IdentityMapService(url, fake.api_key, fake.secret_b64, RetryingSession(
+        "uid2", policy=RetryPolicy(10.0, 1, 0.1, 0.1), connect_timeout=5.0, read_timeout=10.0,
+        pool_size=1))
     pairs = list(comparable(builds[build_name]))
     assert REQUEST_SIZE <= MAX_HASHES_PER_REQUEST
     try:

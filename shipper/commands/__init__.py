@@ -1,0 +1,2 @@
+"""The subcommands of `ship`: one module each (`run`, `status`, `validate`), the dbt
+build `ship run --build` starts, and the tables they print (`output`)."""
