@@ -10,7 +10,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_PROFILES_DIR := $(CURDIR)
 export DUCKDB_PATH ?= $(CURDIR)/offline_conversions.duckdb
 
-.PHONY: demo test setup sshd lint clean setup-spark test-spark
+.PHONY: demo test setup sshd lint ship clean setup-spark test-spark
 
 setup: $(VENV)/.installed
 
@@ -23,8 +23,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/python scripts/demo.py
 
-test: setup sshd
+# The linters first (make lint), then every test but Spark's.
+test: setup sshd lint
 	$(BIN)/python -m pytest -q -m "not spark"
+
+# What a scheduler calls after the raw files land: `ship run --build` runs
+# dbt build and ships only when the build succeeded (exit codes: README).
+# SHIP_ARGS adds destinations or flags: make ship SHIP_ARGS="meta tiktok".
+SHIP_ARGS ?=
+ship: setup
+	$(BIN)/ship run --build $(SHIP_ARGS)
 
 # The SFTP tests run a real OpenSSH sshd on loopback: installed here when it can be
 # (root and apt), otherwise the one command to run is printed.
@@ -52,8 +60,18 @@ $(SPARK_VENV)/.installed: requirements-spark.lock requirements.lock
 test-spark: setup-spark
 	SPARK_LOCAL_IP=127.0.0.1 $(SPARK_BIN)/python -m pytest -q -m spark tests/spark
 
+# ruff (with C901, pyproject.toml), mypy on shipper/ (pyproject.toml), and
+# sqlfluff with the dbt templater on the models (.sqlfluff, .sqlfluffignore;
+# the templater skips macro files and lints what the models render from
+# them). It compiles the project into its own target directory and DuckDB
+# file under target/sqlfluff, never the demo's database. About a minute.
+LINT_DIR := $(CURDIR)/target/sqlfluff
 lint: setup
 	$(BIN)/ruff check shipper tests scripts bench
+	$(BIN)/mypy
+	@mkdir -p $(LINT_DIR)
+	DUCKDB_PATH=$(LINT_DIR)/lint.duckdb DBT_TARGET_PATH=$(LINT_DIR) DBT_LOG_PATH=$(LINT_DIR)/logs \
+	  $(BIN)/sqlfluff lint models
 
 clean:
 	rm -rf target logs outbox offline_conversions.duckdb* delivery_ledger.duckdb*

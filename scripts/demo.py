@@ -8,13 +8,15 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from dbt.cli.main import dbtRunner
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEMO_DIR = PROJECT_DIR / "data" / "demo"
-OUTBOX = PROJECT_DIR / "outbox"
+# DEMO_OUTBOX moves the dry run's outbox (default outbox/ in the project).
+OUTBOX = Path(os.environ.get("DEMO_OUTBOX", PROJECT_DIR / "outbox")).resolve()
 
 MARTS = [
     "meta_conversions",
@@ -31,14 +33,39 @@ MARTS = [
 ]
 
 
+class DbtOutput:
+    """What the demo prints of dbt's ~300 log lines: its closing summary and, when the
+    build fails, its errors. The whole log is in logs/dbt.log, as always."""
+
+    SUMMARY_EVENTS = ("FinishedRunningStats", "StatsLine")
+
+    def __init__(self) -> None:
+        self.summary: list[str] = []
+        self.errors: list[str] = []
+
+    def collect(self, event: Any) -> None:
+        name, level, message = event.info.name, event.info.level, event.info.msg
+        if name in self.SUMMARY_EVENTS:
+            self.summary.append(message.strip())
+        elif level == "error" and message.strip():
+            self.errors.append(message.rstrip())
+
+
 def build(duckdb_path: Path, as_of: str) -> bool:
     os.environ["DUCKDB_PATH"] = str(duckdb_path)
     dbt_vars = json.dumps({"raw_path": str(DEMO_DIR), "as_of": as_of})
-    print(f"dbt build on the demo data (as_of {as_of}) into {duckdb_path}")
-    result = dbtRunner().invoke(
-        ["build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR), "--vars", dbt_vars]
+    print(f"dbt build on the demo data (as_of {as_of}) into {duckdb_path}", flush=True)
+    output = DbtOutput()
+    result = dbtRunner(callbacks=[output.collect]).invoke(
+        ["--log-level", "none", "build", "--project-dir", str(PROJECT_DIR),
+         "--profiles-dir", str(PROJECT_DIR), "--vars", dbt_vars]
     )
     _release_duckdb_file()
+    for line in output.summary:
+        print(f"  {line}")
+    if not result.success:
+        for message in output.errors or [str(result.exception)]:
+            print(message, file=sys.stderr)
     return result.success
 
 
@@ -115,7 +142,8 @@ def ship_dry_run(duckdb_path: Path, as_of: str) -> int:
     # dbt left a root log handler behind in this process; `ship` prints its own lines.
     logging.getLogger().handlers.clear()
 
-    print(f"\nship run --dry-run --outbox {OUTBOX.relative_to(PROJECT_DIR)} --as-of {as_of}")
+    outbox = OUTBOX.relative_to(PROJECT_DIR) if OUTBOX.is_relative_to(PROJECT_DIR) else OUTBOX
+    print(f"\nship run --dry-run --outbox {outbox} --as-of {as_of}")
     os.environ["DUCKDB_PATH"] = str(duckdb_path)
     # Judge event age as of the demo's as_of, so the bundled data stays valid as it ages.
     return cli.main(["run", "--dry-run", "--outbox", str(OUTBOX), "--as-of", as_of])
@@ -125,7 +153,8 @@ def main() -> int:
     duckdb_path = Path(os.environ.get("DUCKDB_PATH", PROJECT_DIR / "offline_conversions.duckdb")).resolve()
     as_of = (DEMO_DIR / "as_of.txt").read_text().strip()
     if not build(duckdb_path, as_of):
-        print("\ndbt build failed: see the errors above.", file=sys.stderr)
+        print("\ndbt build failed: see the errors above (the whole log: logs/dbt.log).",
+              file=sys.stderr)
         return 2
     summarize(duckdb_path)
     shipped = ship_dry_run(duckdb_path, as_of)

@@ -18,13 +18,25 @@ country_aliases as (
 
 spellings as (
 
-    select alpha2 as spelling, alpha2 from country_codes
+    select
+        alpha2 as spelling,
+        alpha2
+    from country_codes
     union all
-    select alpha3 as spelling, alpha2 from country_codes
+    select
+        alpha3 as spelling,
+        alpha2
+    from country_codes
     union all
-    select country_name as spelling, alpha2 from country_codes
+    select
+        country_name as spelling,
+        alpha2
+    from country_codes
     union all
-    select alias as spelling, alpha2 from country_aliases
+    select
+        alias as spelling,
+        alpha2
+    from country_aliases
 
 ),
 

@@ -15,7 +15,7 @@ ranked as (
         *,
         row_number() over (
             partition by customer_id
-            order by updated_at desc nulls last, email, phone
+            order by updated_at desc nulls last, email asc, phone asc
         ) as version_rank
     from customers
     where customer_id is not null

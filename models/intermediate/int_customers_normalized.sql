@@ -108,7 +108,7 @@ with_state as (
     from normalized
     left join us_state_codes
         on normalized.country_code = 'us'
-        and us_state_codes.state_written = normalized.state_written
+            and us_state_codes.state_written = normalized.state_written
 
 ),
 
@@ -172,9 +172,11 @@ final as (
         -- Pinterest: the state only as a two-letter code, the postal code only
         -- as digits (its API reference); anything else is left out for it.
         case when {{ offline_conversions.regexp_full_match('state_normalized', '[a-z]{2}') }}
-            then {{ offline_conversions.hash_identifier('state_normalized') }} end as state_code_sha256,
+                then {{ offline_conversions.hash_identifier('state_normalized') }}
+        end as state_code_sha256,
         case when {{ offline_conversions.regexp_full_match('zip_normalized', '[0-9]+') }}
-            then {{ offline_conversions.hash_identifier('zip_normalized') }} end as zip_digits_sha256,
+                then {{ offline_conversions.hash_identifier('zip_normalized') }}
+        end as zip_digits_sha256,
         -- Google's address identifier (Data Manager AddressInfo): the names
         -- hashed, the region (ISO alpha-2, upper-case) and postal code in clear.
         {{ offline_conversions.hash_identifier('given_name_google_normalized') }} as given_name_google_sha256,

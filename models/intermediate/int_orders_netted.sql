@@ -44,7 +44,9 @@ distinct_orders as (
 
 order_id_counts as (
 
-    select order_id, count(*) as versions
+    select
+        order_id,
+        count(*) as versions
     from distinct_orders
     group by order_id
 

@@ -94,7 +94,8 @@ items_without_order as (
 
     select
         'order_items' as source_table,
-        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as {{ dbt.type_string() }}), '') as record_key,
+        coalesce(order_items.order_id, '') || ':'
+        || coalesce(cast(order_items.line_number as {{ dbt.type_string() }}), '') as record_key,
         'item_without_order' as reason,
         'product_id=' || coalesce(order_items.product_id, '') as detail
     from order_items
@@ -108,15 +109,16 @@ unreadable_items as (
 
     select
         'order_items' as source_table,
-        coalesce(order_items.order_id, '') || ':' || coalesce(cast(order_items.line_number as {{ dbt.type_string() }}), '') as record_key,
+        coalesce(order_items.order_id, '') || ':'
+        || coalesce(cast(order_items.line_number as {{ dbt.type_string() }}), '') as record_key,
         'unreadable_item_line' as reason,
-        'product_id=' || coalesce(product_id, '') as detail
+        'product_id=' || coalesce(order_items.product_id, '') as detail
     from order_items
-    where order_id is not null
+    where order_items.order_id is not null
         and (
-            product_id is null
-            or quantity is null
-            or coalesce(line_total, unit_price * quantity) is null
+            order_items.product_id is null
+            or order_items.quantity is null
+            or coalesce(order_items.line_total, order_items.unit_price * order_items.quantity) is null
         )
 
 ),

@@ -1,3 +1,4 @@
+-- sqlfluff:indentation:template_blocks_indent:true
 -- Braze custom attributes: one row per customer with at least one eligible
 -- offline sale (channels in var offline_channels) in the var
 -- profile_activity_days days before as_of. Braze bills every changed
@@ -34,14 +35,16 @@ recent_orders as (
         net_value
 
     from orders_eligible
-    where {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days')) }}
+    where
+        {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
 
 ),
 
 latest_orders as (
 
-    select * from (
+    select *
+    from (
         select
             customer_id,
             ordered_at,
@@ -61,7 +64,8 @@ latest_store_visits as (
 
     -- The last store the customer bought in; a phone order without a store
     -- does not erase it.
-    select * from (
+    select *
+    from (
         select
             customer_id,
             store_id,
@@ -112,7 +116,8 @@ category_units as (
 
 favourite_categories as (
 
-    select * from (
+    select *
+    from (
         select
             customer_id,
             category,

@@ -59,7 +59,8 @@ orders_in_scope as (
     from orders_eligible
     inner join customers
         on customers.customer_id = orders_eligible.customer_id
-    where {{ offline_conversions.in_window_hours('orders_eligible.ordered_at', var('criteo_window_hours')) }}
+    where
+        {{ offline_conversions.in_window_hours('orders_eligible.ordered_at', var('criteo_window_hours')) }}
         and orders_eligible.channel in (
             {%- for channel in criteo_channels %}
             '{{ channel }}'{{ "," if not loop.last }}

@@ -82,7 +82,8 @@ eligible_counts as (
         '{{ destination }}' as destination,
         count(*) as eligible_orders
     from orders_eligible
-    where {{ in_window }}
+    where
+        {{ in_window }}
         and {{ offline_conversions.in_offline_channels('channel') }}
     union all
     {%- endfor %}
@@ -92,31 +93,26 @@ eligible_counts as (
     from orders_eligible
     inner join countries
         on countries.country_key = {{ offline_conversions.country_lookup_key('orders_eligible.store_country') }}
-    where {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days')) }}
+    where
+        {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days')) }}
         and {{ offline_conversions.in_offline_channels('orders_eligible.channel') }}
-        and countries.country_code in (
-            {%- for country in the_trade_desk_countries %}
-            '{{ country | lower }}'{{ "," if not loop.last }}
-            {%- endfor %}
-        )
+        and countries.country_code in ({{ offline_conversions.sql_text_list(the_trade_desk_countries | map('lower')) }})
     union all
     select
         'criteo' as destination,
         count(*) as eligible_orders
     from orders_eligible
-    where {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours')) }}
-        and channel in (
-            {%- for channel in criteo_channels %}
-            '{{ channel }}'{{ "," if not loop.last }}
-            {%- endfor %}
-        )
+    where
+        {{ offline_conversions.in_window_hours('ordered_at', var('criteo_window_hours')) }}
+        and channel in ({{ offline_conversions.sql_text_list(criteo_channels) }})
     {%- for destination in ['braze', 'klaviyo'] %}
     union all
     select
         '{{ destination }}' as destination,
         count(distinct customer_id) as eligible_orders
     from orders_eligible
-    where {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days')) }}
+    where
+        {{ offline_conversions.in_window_days('ordered_at', var('profile_activity_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
     {%- endfor %}
 
@@ -130,14 +126,10 @@ mart_counts as (
         '{{ mart.mart }}' as mart,
         count(*) as events,
         count(distinct {{ mart.sent_key }}) as orders_sent,
-        {%- for identifier in ['email', 'phone', 'external_id', 'address'] %}
-        {%- if mart[identifier] is none %}
-        cast(null as double) as share_with_{{ identifier }}{{ "," if not loop.last }}
-        {%- else %}
-        round(cast(avg(case when {{ mart[identifier] }} is not null then 1.0 else 0.0 end) as double), 4)
-            as share_with_{{ identifier }}{{ "," if not loop.last }}
-        {%- endif %}
-        {%- endfor %}
+        {{ offline_conversions.share_of_rows_with(mart.email) }} as share_with_email,
+        {{ offline_conversions.share_of_rows_with(mart.phone) }} as share_with_phone,
+        {{ offline_conversions.share_of_rows_with(mart.external_id) }} as share_with_external_id,
+        {{ offline_conversions.share_of_rows_with(mart.address) }} as share_with_address
     from {{ ref(mart.mart) }}
     {%- if not loop.last %}
     union all

@@ -200,9 +200,9 @@ orders_described as (
     from {{ destination.mart }}
     inner join orders_described
         on orders_described.customer_id = {{ destination.mart }}.external_id
-        and orders_described.is_eligible
-        and {{ destination.window }}
-        and {{ destination.channel }}
+            and orders_described.is_eligible
+            and {{ destination.window }}
+            and {{ destination.channel }}
     {%- else %}
     select distinct {{ destination.sent }} as order_id
     from {{ destination.mart }}

@@ -20,8 +20,9 @@
 -- mode the mart was built in. The Merchant Center vars (merchant id, feed
 -- label, feed language) go into cartData next to the items when set.
 
-{%- set address_complete = 'given_name_google_sha256 is not null and family_name_google_sha256 is not null'
-    ~ ' and region_code_google is not null and postal_code_google is not null' %}
+{%- set address_complete = 'orders_in_window.given_name_google_sha256 is not null'
+    ~ ' and orders_in_window.family_name_google_sha256 is not null'
+    ~ ' and orders_in_window.region_code_google is not null and orders_in_window.postal_code_google is not null' %}
 
 {%- set store_sales_var = var('google_ads_store_sales') %}
 {%- if store_sales_var not in [true, false, 'true', 'false'] %}
@@ -29,23 +30,7 @@
 {%- endif %}
 {%- set store_sales = store_sales_var in [true, 'true'] %}
 
-{#- Merchant Center ids: constants written into the SQL, so only their own characters are allowed. -#}
-{%- set merchant = [
-    ('merchantId', 'google_ads_merchant_id', '[0-9]+', 'digits'),
-    ('merchantFeedLabel', 'google_ads_merchant_feed_label', '[A-Za-z0-9_-]{1,50}', 'letters, digits, _ and -'),
-    ('merchantFeedLanguageCode', 'google_ads_merchant_feed_language_code', '[a-z]{2}', 'an ISO 639-1 code (two lower-case letters)'),
-] %}
-{%- set cart_members = [] %}
-{%- for key, name, pattern, expected in merchant %}
-    {%- set value = var(name) %}
-    {%- if value is not none and value | string | length > 0 %}
-        {%- if not modules.re.fullmatch(pattern, value | string) %}
-            {{ exceptions.raise_compiler_error("var " ~ name ~ " must be " ~ expected ~ ", not " ~ value) }}
-        {%- endif %}
-        {%- do cart_members.append((key, offline_conversions.json_string("'" ~ value ~ "'"))) %}
-    {%- endif %}
-{%- endfor %}
-{%- do cart_members.append(('items', "nullif(cart_items, '[]')")) %}
+{%- set cart_members = offline_conversions.google_ads_cart_members('cart_items') %}
 
 with
 
@@ -64,16 +49,14 @@ order_lines as (
 orders_in_window as (
 
     select * from eligible_orders
-    where {{ offline_conversions.in_window_days('ordered_at', var('google_ads_window_days')) }}
+    where
+        {{ offline_conversions.in_window_days('ordered_at', var('google_ads_window_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
         -- An event needs an email or a phone (the address only adds to them,
         -- as in destination_exclusions).
         and (email_google_sha256 is not null or phone_e164_sha256 is not null)
-        {%- if store_sales %}
         -- Store sales: sales in a store, and the store they were made in.
-        and channel = 'store'
-        and store_id is not null
-        {%- endif %}
+        and {{ "channel = 'store' and store_id is not null" if store_sales else 'true' }}
 
 ),
 
@@ -121,40 +104,40 @@ conversions as (
             'ordered_at', 'coalesce(utc_offset_minutes, 0)', '%Y-%m-%dT%H:%M:%S') }} as event_timestamp,
         {{ offline_conversions.format_timestamp_with_offset(
             'ordered_at', 'coalesce(utc_offset_minutes, 0)', '%Y-%m-%d %H:%M:%S') }} as conversion_date_time,
-        net_value as conversion_value,
-        currency,
+        orders_in_window.net_value as conversion_value,
+        orders_in_window.currency,
         {%- if store_sales %}
         'IN_STORE' as event_source,
         {%- else %}
-        case channel
+        case orders_in_window.channel
             when 'phone' then '{{ var("google_ads_phone_event_source") }}'
             else '{{ var("google_ads_event_source") }}'
         end as event_source,
         {%- endif %}
         orders_in_window.store_id,
         {{ 'true' if store_sales else 'false' }} as store_sales,
-        email_google_sha256 as email_sha256,
-        phone_e164_sha256 as phone_sha256,
+        orders_in_window.email_google_sha256 as email_sha256,
+        orders_in_window.phone_e164_sha256 as phone_sha256,
         -- AddressInfo requires all four fields: the address goes only whole.
-        case when {{ address_complete }} then given_name_google_sha256 end as given_name_sha256,
-        case when {{ address_complete }} then family_name_google_sha256 end as family_name_sha256,
-        case when {{ address_complete }} then region_code_google end as region_code,
-        case when {{ address_complete }} then postal_code_google end as postal_code,
+        case when {{ address_complete }} then orders_in_window.given_name_google_sha256 end as given_name_sha256,
+        case when {{ address_complete }} then orders_in_window.family_name_google_sha256 end as family_name_sha256,
+        case when {{ address_complete }} then orders_in_window.region_code_google end as region_code,
+        case when {{ address_complete }} then orders_in_window.postal_code_google end as postal_code,
         order_items.cart_items,
         -- Data Manager's ConsentStatus names; 'denied' cannot reach a mart
         -- (opted-out customers are not eligible) but is mapped for clarity.
-        case consent_status
+        case orders_in_window.consent_status
             when 'granted' then 'CONSENT_GRANTED'
             when 'denied' then 'CONSENT_DENIED'
             else 'CONSENT_STATUS_UNSPECIFIED'
         end as ad_user_data_consent,
-        case consent_status
+        case orders_in_window.consent_status
             when 'granted' then 'CONSENT_GRANTED'
             when 'denied' then 'CONSENT_DENIED'
             else 'CONSENT_STATUS_UNSPECIFIED'
         end as ad_personalization_consent,
         -- What the window and the shipper's age limit judge: the UTC time.
-        event_time
+        orders_in_window.event_time
 
     from orders_in_window
     left join order_items

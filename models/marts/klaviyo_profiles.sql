@@ -58,10 +58,12 @@ contact_points as (
         case when customers.phone_is_valid then customers.phone_e164 end as phone_number,
         {%- for column, source in written %}
         case when not {{ offline_conversions.is_sha256_hex(offline_conversions.lower_text('customers.' ~ source)) }}
-            then customers.{{ source }} end as {{ column }},
+                then customers.{{ source }}
+        end as {{ column }},
         {%- endfor %}
         case when not {{ offline_conversions.is_sha256_hex(offline_conversions.lower_text('customers.country_trimmed')) }}
-            then coalesce(country_codes.country_name, customers.country_trimmed) end as country
+                then coalesce(country_codes.country_name, customers.country_trimmed)
+        end as country
 
     from customers
     left join countries
@@ -114,7 +116,7 @@ profiles as (
     ('last_store_id', 'json_string'),
     ('favourite_category', 'json_string'),
 ] %}
-    {%- do properties.append((column, offline_conversions.json_or_null(offline_conversions[encoder](column)))) %}
+{%- do properties.append((column, offline_conversions.json_or_null(offline_conversions[encoder](column)))) %}
 {%- endfor %}
 
 payloads as (

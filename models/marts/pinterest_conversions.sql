@@ -33,7 +33,8 @@ order_lines as (
 orders_in_window as (
 
     select * from eligible_orders
-    where {{ offline_conversions.in_window_days('ordered_at', var('pinterest_window_days')) }}
+    where
+        {{ offline_conversions.in_window_days('ordered_at', var('pinterest_window_days')) }}
         and {{ offline_conversions.in_offline_channels('channel') }}
         and email_sha256 is not null
 

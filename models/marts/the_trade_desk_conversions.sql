@@ -55,7 +55,8 @@ orders_in_scope as (
     from orders_eligible
     inner join countries
         on countries.country_key = {{ offline_conversions.country_lookup_key('orders_eligible.store_country') }}
-    where {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days')) }}
+    where
+        {{ offline_conversions.in_window_days('orders_eligible.ordered_at', var('the_trade_desk_window_days')) }}
         and countries.country_code in (
             {%- for country in allowed_countries %}
             '{{ country | lower }}'{{ "," if not loop.last }}
@@ -91,7 +92,7 @@ orders_with_region as (
     from orders_in_scope
     left join state_spellings
         on orders_in_scope.store_country_code = 'us'
-        and state_spellings.state_key = {{ offline_conversions.normalize_state('orders_in_scope.store_state') }}
+            and state_spellings.state_key = {{ offline_conversions.normalize_state('orders_in_scope.store_state') }}
 
 ),
 

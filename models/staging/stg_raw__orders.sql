@@ -27,6 +27,7 @@ renamed as (
 ),
 
 with_offset as (
+    {%- set offset_parts = '([+-])([0-9]{2}):?([0-9]{2})$' %}
 
     -- The offset the order was written with, so a platform that wants local
     -- time with its offset (Google) gets the customer's wall clock back.
@@ -35,9 +36,11 @@ with_offset as (
         case
             when ordered_at is null then null
             when {{ offline_conversions.regexp_full_match('ordered_at_text', '.*[T ][0-9:.]+[+-][0-9]{2}:?[0-9]{2}') }}
-                then (case when {{ offline_conversions.regexp_extract_group('ordered_at_text', '([+-])([0-9]{2}):?([0-9]{2})$', 1) }} = '-' then -1 else 1 end)
-                    * (cast({{ offline_conversions.regexp_extract_group('ordered_at_text', '([+-])([0-9]{2}):?([0-9]{2})$', 2) }} as integer) * 60
-                        + cast({{ offline_conversions.regexp_extract_group('ordered_at_text', '([+-])([0-9]{2}):?([0-9]{2})$', 3) }} as integer))
+                then (case when {{ offline_conversions.regexp_extract_group('ordered_at_text', offset_parts, 1) }} = '-' then -1 else 1 end)
+                    * (
+                        cast({{ offline_conversions.regexp_extract_group('ordered_at_text', offset_parts, 2) }} as integer) * 60
+                        + cast({{ offline_conversions.regexp_extract_group('ordered_at_text', offset_parts, 3) }} as integer)
+                    )
             else 0
         end as utc_offset_minutes
 
