@@ -145,7 +145,7 @@ def open_reader(spill: Path, memory_limit: str | None) -> duckdb.DuckDBPyConnect
     A query that streams for the whole run must not hold a transaction in the
     ledger's database: while one does, DuckDB cannot checkpoint the ledger, so every
     outcome written meanwhile stays in memory (with its index) until the memory limit
-    fails a commit, about 1.8 million events into a run with 128MB. The reader
+    fails a commit on a long run (bench/HISTORY.md has the measurement). The reader
     attaches the mart itself (`MartSource.relation`), and `shipper.pending` hands it
     the pending rows as a Parquet file. `spill` is a folder for joins and sorts that
     outgrow `memory_limit` (the caller removes it; `Ledger.reader` puts it beside the

@@ -99,10 +99,9 @@ class OutcomeStore(LedgerConnection):
         params = {"destination": destination, "now": utcnow(), "run_id": run_id}
         with self._lock:
             # Most batches hold keys the ledger has never seen: a plain INSERT writes them.
-            # DuckDB (2.0.1) keeps several kilobytes per INSERT ... ON CONFLICT statement,
-            # conflict or not, and never frees them (compare duckdb/duckdb#25162): 60 MB
-            # more at ten million events than at one million. So the upsert is only for a
-            # batch whose plain insert meets a key the ledger already has.
+            # DuckDB keeps memory per INSERT ... ON CONFLICT statement, conflict or not,
+            # and never frees it (compare duckdb/duckdb#25162; bench/HISTORY.md), so the
+            # upsert is only for a batch whose plain insert meets a key the ledger has.
             try:
                 self._write_records(table, _INSERT, params, counts)
             except duckdb.ConstraintException:
