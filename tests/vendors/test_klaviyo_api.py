@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,6 @@ import duckdb
 import phonenumbers
 import pydantic
 import pytest
-from dbt.cli.main import dbtRunner
 from klaviyo_api import KlaviyoAPI
 from openapi_client.api.profiles_api import ProfilesApi
 from openapi_client.api_client import ApiClient
@@ -56,10 +53,9 @@ from shipper.destinations.base import Rows
 from shipper.destinations.klaviyo import Klaviyo, KlaviyoSettings
 from tests.fakes.klaviyo import FakeKlaviyo
 from tests.fakes.server import FakeRequest
-from tests.sql.conftest import FIXTURE_RAW, PROJECT_DIR, DbtProject
+from tests.sql.conftest import FIXTURE_RAW, PROJECT_DIR
+from tests.vendors.builds import build_fixture_and_demo
 
-DEMO_RAW = PROJECT_DIR / "data" / "demo"
-DEMO_AS_OF = (DEMO_RAW / "as_of.txt").read_text(encoding="utf-8").strip()
 MODELS = ("+klaviyo_profiles",)
 CREDENTIALS = {"KLAVIYO_API_KEY": "pk_test"}
 
@@ -83,31 +79,9 @@ class Build:
 def builds(tmp_path_factory) -> dict[str, Build]:
     """The project parsed once, its models built on the fixture data, then on the demo
     data from a copy of the fixture's database (the seeds are the same)."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    previous = os.environ.get("DUCKDB_PATH")
     workdir = tmp_path_factory.mktemp("klaviyo_api")
-    fixture = DbtProject(workdir, raw_path=FIXTURE_RAW)
-    demo_dir = workdir / "demo"
-    demo_dir.mkdir()
-    demo = DbtProject(demo_dir, raw_path=DEMO_RAW, as_of=DEMO_AS_OF)
-    try:
-        parsed = fixture.invoke("parse")
-        assert parsed.success, parsed.exception
-        # One parse for the three invocations: the vars only matter when models run.
-        fixture.runner = demo.runner = dbtRunner(manifest=parsed.result)
-        for args in (("seed", "--select", *MODELS), ("run", "--select", *MODELS)):
-            result = fixture.invoke(*args)
-            assert result.success, result.exception
-        shutil.copy(fixture.duckdb_path, demo.duckdb_path)
-        result = demo.invoke("run", "--select", *MODELS)
-        assert result.success, result.exception
-    finally:
-        if previous is None:
-            os.environ.pop("DUCKDB_PATH", None)
-        else:
-            os.environ["DUCKDB_PATH"] = previous
-    return {"fixture": Build(fixture.duckdb_path), "demo": Build(demo.duckdb_path)}
+    fixture_db, demo_db = build_fixture_and_demo(workdir, MODELS, FIXTURE_RAW)
+    return {"fixture": Build(fixture_db), "demo": Build(demo_db)}
 
 
 def profiles(build: Build) -> list[dict[str, Any]]:

@@ -48,9 +48,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import shutil
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +57,6 @@ from typing import Any
 import duckdb
 import phonenumbers
 import pytest
-from dbt.cli.main import dbtRunner
 from openapi_generated.pinterest_client.configuration import Configuration
 from openapi_generated.pinterest_client.exceptions import OpenApiException
 from openapi_generated.pinterest_client.model.conversion_events import ConversionEvents
@@ -69,10 +66,9 @@ from openapi_generated.pinterest_client.model_utils import OpenApiModel, validat
 from shipper.destinations.pinterest import Pinterest, PinterestSettings
 from tests.fakes.pinterest import FakePinterest
 from tests.sql import reference
-from tests.sql.conftest import FIXTURE_RAW, PROJECT_DIR, DbtProject
+from tests.sql.conftest import FIXTURE_RAW, PROJECT_DIR
+from tests.vendors.builds import DEMO_RAW, build_fixture_and_demo
 
-DEMO_RAW = PROJECT_DIR / "data" / "demo"
-DEMO_AS_OF = (DEMO_RAW / "as_of.txt").read_text(encoding="utf-8").strip()
 MODELS = ("+pinterest_conversions", "+int_customers_normalized")
 SEEDS = PROJECT_DIR / "seeds"
 
@@ -101,31 +97,9 @@ class Build:
 def builds(tmp_path_factory) -> dict[str, Build]:
     """The project parsed once, its models built on the fixture data, then on the demo
     data from a copy of the fixture's database (the seeds are the same)."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    previous = os.environ.get("DUCKDB_PATH")
     workdir = tmp_path_factory.mktemp("pinterest_client")
-    fixture = DbtProject(workdir, raw_path=FIXTURE_RAW)
-    demo_dir = workdir / "demo"
-    demo_dir.mkdir()
-    demo = DbtProject(demo_dir, raw_path=DEMO_RAW, as_of=DEMO_AS_OF)
-    try:
-        parsed = fixture.invoke("parse")
-        assert parsed.success, parsed.exception
-        # One parse for the three invocations: the vars only matter when models run.
-        fixture.runner = demo.runner = dbtRunner(manifest=parsed.result)
-        for args in (("seed", "--select", *MODELS), ("run", "--select", *MODELS)):
-            result = fixture.invoke(*args)
-            assert result.success, result.exception
-        shutil.copy(fixture.duckdb_path, demo.duckdb_path)
-        result = demo.invoke("run", "--select", *MODELS)
-        assert result.success, result.exception
-    finally:
-        if previous is None:
-            os.environ.pop("DUCKDB_PATH", None)
-        else:
-            os.environ["DUCKDB_PATH"] = previous
-    return {"fixture": Build(fixture.duckdb_path, FIXTURE_RAW / "customers.csv"), "demo": Build(demo.duckdb_path, DEMO_RAW / "customers.csv")}
+    fixture_db, demo_db = build_fixture_and_demo(workdir, MODELS, FIXTURE_RAW)
+    return {"fixture": Build(fixture_db, FIXTURE_RAW / "customers.csv"), "demo": Build(demo_db, DEMO_RAW / "customers.csv")}
 
 
 def conversions(build: Build) -> list[dict[str, Any]]:

@@ -35,7 +35,6 @@ import base64
 import csv
 import dataclasses
 import json
-import os
 import random
 import re
 import shutil
@@ -46,7 +45,6 @@ from typing import Any
 import duckdb
 import phonenumbers
 import pytest
-from dbt.cli.main import dbtRunner
 from uid2_client import IdentityMapV3Input, normalize_and_hash_email, normalize_and_hash_phone
 from uid2_client.input_util import normalize_email_string
 
@@ -55,10 +53,9 @@ from shipper.uid2 import MAX_HASHES_PER_REQUEST, IdentityMapService
 from tests.fakes.server import FakeServer
 from tests.fakes.uid2_operator import FakeUid2Operator
 from tests.sql import reference
-from tests.sql.conftest import FIXTURE_RAW, PROJECT_DIR, DbtProject
+from tests.sql.conftest import FIXTURE_RAW
+from tests.vendors.builds import DEMO_RAW, build_fixture_and_demo
 
-DEMO_RAW = PROJECT_DIR / "data" / "demo"
-DEMO_AS_OF = (DEMO_RAW / "as_of.txt").read_text(encoding="utf-8").strip()
 MODELS = ("+int_customers_normalized",)
 REQUEST_SIZE = 2000
 
@@ -156,35 +153,13 @@ class Build:
 def builds(tmp_path_factory) -> dict[str, Build]:
     """The project parsed once, its models built on the fixture data, then on the demo
     data from a copy of the fixture's database (the seeds are the same)."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    previous = os.environ.get("DUCKDB_PATH")
     workdir = tmp_path_factory.mktemp("uid2_client")
     raw = workdir / "raw"
     shutil.copytree(FIXTURE_RAW, raw)
     append_customers(raw / "customers.csv",
                      generated_emails() + [case.email for case in DIVERGENCES])
-    fixture = DbtProject(workdir, raw_path=raw)
-    demo_dir = workdir / "demo"
-    demo_dir.mkdir()
-    demo = DbtProject(demo_dir, raw_path=DEMO_RAW, as_of=DEMO_AS_OF)
-    try:
-        parsed = fixture.invoke("parse")
-        assert parsed.success, parsed.exception
-        # One parse for the three invocations: the vars only matter when models run.
-        fixture.runner = demo.runner = dbtRunner(manifest=parsed.result)
-        for args in (("seed", "--select", *MODELS), ("run", "--select", *MODELS)):
-            result = fixture.invoke(*args)
-            assert result.success, result.exception
-        shutil.copy(fixture.duckdb_path, demo.duckdb_path)
-        result = demo.invoke("run", "--select", *MODELS)
-        assert result.success, result.exception
-    finally:
-        if previous is None:
-            os.environ.pop("DUCKDB_PATH", None)
-        else:
-            os.environ["DUCKDB_PATH"] = previous
-    return {"fixture": Build(fixture.duckdb_path, raw / "customers.csv"), "demo": Build(demo.duckdb_path, DEMO_RAW / "customers.csv")}
+    fixture_db, demo_db = build_fixture_and_demo(workdir, MODELS, raw)
+    return {"fixture": Build(fixture_db, raw / "customers.csv"), "demo": Build(demo_db, DEMO_RAW / "customers.csv")}
 
 
 def written(path: Path) -> dict[str, dict[str, str]]:
