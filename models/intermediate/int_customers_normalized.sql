@@ -157,6 +157,12 @@ final as (
 
         {{ offline_conversions.hash_identifier('email_normalized') }} as email_sha256,
         {{ offline_conversions.hash_identifier('email_google_normalized') }} as email_google_sha256,
+        -- Criteo's file: SHA-256 of the lower-case hex MD5 of the email (its
+        -- flat-file spec); an email that arrived already hashed has no such form.
+        case
+            when not {{ offline_conversions.is_sha256_hex('email_normalized') }}
+                then {{ offline_conversions.sha256_hex(offline_conversions.md5_hex('email_normalized')) }}
+        end as email_criteo_sha256,
         {{ offline_conversions.hash_identifier_base64('email_uid2_normalized') }} as email_uid2_base64,
         {{ offline_conversions.hash_identifier('phone_e164') }} as phone_e164_sha256,
         {{ offline_conversions.hash_identifier('phone_digits') }} as phone_digits_sha256,

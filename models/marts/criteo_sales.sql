@@ -51,10 +51,9 @@ order_lines as (
 
 orders_in_scope as (
 
-    -- Hashed once per order, not per line.
     select
         orders_eligible.*,
-        {{ offline_conversions.sha256_hex(offline_conversions.md5_hex('customers.email_normalized')) }} as email_sha256_md5
+        customers.email_criteo_sha256 as email_sha256_md5
 
     from orders_eligible
     inner join customers
@@ -66,8 +65,8 @@ orders_in_scope as (
             '{{ channel }}'{{ "," if not loop.last }}
             {%- endfor %}
         )
-        and customers.email_normalized is not null
-        and not {{ offline_conversions.regexp_full_match('customers.email_normalized', '[0-9a-f]{64}') }}
+        -- An email that arrived already hashed has no Criteo form: left out.
+        and customers.email_criteo_sha256 is not null
 
 ),
 
