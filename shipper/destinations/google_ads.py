@@ -91,7 +91,6 @@ from shipper.destinations.google_ads_status import (
     describe_error,
     violations,
 )
-from shipper.destinations.google_ads_status import settle as _settle
 from shipper.google_auth import (
     CREDENTIAL_HINT,
     ENV_NAMES,
@@ -122,8 +121,7 @@ _RETRY_STATUSES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "ABORTED", "IN
                              "DEADLINE_EXCEEDED"})
 
 
-# Imported by tests/vendors (the library parses what `_settle` reads).
-__all__ = ["GoogleAds", "GoogleAdsSettings", "StatusCheck", "_settle", "account_id"]
+__all__ = ["GoogleAds", "GoogleAdsSettings", "StatusCheck", "account_id"]
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,8 @@ from google.ads.datamanager_v1 import (
 )
 from google.protobuf import json_format
 
-from shipper.destinations.google_ads import GoogleAds, GoogleAdsSettings, _settle
+from shipper.destinations.google_ads import GoogleAds, GoogleAdsSettings
+from shipper.destinations.google_ads_status import settle
 from tests.fakes.google_ads import FakeGoogleAds
 from tests.sql.conftest import AS_OF, FIXTURE_RAW, PROJECT_DIR, DbtProject
 
@@ -407,7 +408,7 @@ def test_the_shipper_reads_the_json_googles_library_writes_for_a_request_status(
                 events_ingestion_status=RequestStatusPerDestination.IngestEventsStatus(
                     record_count=10))])
         body = json.loads(json_format.MessageToJson(response._pb))
-        answer = _settle("r1", body["requestStatusPerDestination"])
+        answer = settle("r1", body["requestStatusPerDestination"])
         assert answer.status == name
         assert answer.rows_status == rows_status
         for count, reason in errors:
