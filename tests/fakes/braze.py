@@ -39,7 +39,7 @@ import re
 import time
 from typing import Any
 
-from tests.fakes.server import FakeApp, FakeRequest, Reply
+from tests.fakes.server import FakeApp, FakeRequest, Later, Reply
 
 TRACK = "/users/track"
 BULK = "/users/track/bulk"
@@ -82,13 +82,16 @@ class FakeBraze(FakeApp):
 
     @staticmethod
     def rate_limited(retry_after: str | None = None, *, reset_in: int = 3,
-                     limit: int = 3000) -> Reply:
-        """Braze's 429: its X-RateLimit-* headers, the reset `reset_in` seconds from now."""
-        headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": str(int(time.time()) + reset_in)}
-        if retry_after:
-            headers["Retry-After"] = retry_after
-        return Reply(429, {"message": "Rate limit exceeded"}, headers)
+                     limit: int = 3000) -> Later:
+        """Braze's 429: its X-RateLimit-* headers, the reset `reset_in` seconds from when
+        the request arrives."""
+        def reply() -> Reply:
+            headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": "0",
+                       "X-RateLimit-Reset": str(int(time.time()) + reset_in)}
+            if retry_after:
+                headers["Retry-After"] = retry_after
+            return Reply(429, {"message": "Rate limit exceeded"}, headers)
+        return Later(reply)
 
     def handle(self, request: FakeRequest) -> Reply:
         if request.path not in (TRACK, BULK) or request.method != "POST":

@@ -21,6 +21,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -80,7 +81,15 @@ class Drip:
     bytes_before_hanging_up: int = 50
 
 
-Behaviour = Reply | Reset | Stall | Drip
+@dataclass(frozen=True)
+class Later:
+    """A Reply made when the request arrives, not when the test scripts it: headers that
+    name a moment ("the window resets in 10 s") are then true when they are read."""
+
+    make: Callable[[], Reply]
+
+
+Behaviour = Reply | Reset | Stall | Drip | Later
 
 
 class FakeApp:
@@ -122,6 +131,8 @@ class FakeApp:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             behaviour = self._next_behaviour()
+            if isinstance(behaviour, Later):
+                return behaviour.make()
             if behaviour is not None:
                 return behaviour
             if self.latency:
