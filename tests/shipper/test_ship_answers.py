@@ -123,7 +123,7 @@ def test_a_server_dripping_its_answer_cannot_hold_the_run(workspace):
 
     started = time.monotonic()
     assert workspace.ship("run", "meta") == 2
-    assert time.monotonic() - started < 8  # two attempts of about a second, not 2 x 12 s
+    assert time.monotonic() - started < 15  # two attempts of about a second, not 2 x 12 s
 
     assert workspace.statuses("meta") == {"failed": 3}
     with workspace.ledger() as ledger:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from shipper.destinations.base import Request
 from shipper.http import RetryingSession, RetryPolicy, parse_retry_after
-from tests.fakes import FakeApp, FakeServer, Reply, Reset, Stall
+from tests.fakes import FakeApp, FakeServer, Later, Reply, Reset, Stall
 from tests.shipper.marts import meta_row
 
 
@@ -36,8 +36,9 @@ def test_429_waits_exactly_what_retry_after_says(workspace):
 
 def test_retry_after_as_an_http_date(workspace):
     fake = workspace.meta()
-    later = email.utils.formatdate(time.time() + 30, usegmt=True)
-    fake.misbehave(Reply(503, "busy", {"Retry-After": later}))
+    # The date is written when the request arrives, as a server would write it.
+    fake.misbehave(Later(lambda: Reply(
+        503, "busy", {"Retry-After": email.utils.formatdate(time.time() + 30, usegmt=True)})))
     workspace.meta_mart([meta_row(1)])
 
     assert workspace.ship("run", "meta") == 0
@@ -61,13 +62,13 @@ def test_500_then_success(workspace):
 def test_timeout_then_success(workspace):
     fake = workspace.meta()
     workspace.env(META_TIMEOUT_SECONDS="0.3")
-    fake.misbehave(Stall(1.0))
+    fake.misbehave(Stall(10.0))
     workspace.meta_mart(meta_row(i) for i in range(10))
 
     started = time.monotonic()
     assert workspace.ship("run", "meta") == 0
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8  # the 0.3 s timeout ended it, not the 10 s stall
     assert len(fake.requests) == 2
     assert len(workspace.clock.waits) == 1
     assert sorted(fake.accepted_ids) == sorted(f"evt-{i}" for i in range(10))
