@@ -1,7 +1,10 @@
 -- One row per order and product: sold units less returned units (lines with
 -- a negative quantity), at the price the product was sold for. Products
 -- whose units all came back are left out; item lines that cannot be read
--- are set aside in int_rows_set_aside instead.
+-- are set aside in int_rows_set_aside instead. item_position is the order
+-- the product comes in among its order's lines (line number, then product
+-- id): every mart that lists an order's items lists them in this order, so
+-- the rule lives here once.
 
 with
 
@@ -40,7 +43,7 @@ netted as (
 
 ),
 
-final as (
+kept_lines as (
 
     select
         order_id,
@@ -55,6 +58,22 @@ final as (
 
     from netted
     where quantity > 0
+
+),
+
+final as (
+
+    -- Numbered over the kept lines only, so positions run 1, 2, ... with no
+    -- gap; and on the line_number written out (0 for none), as DuckDB and
+    -- Spark sort a NULL at opposite ends.
+    select
+        *,
+        cast(row_number() over (
+            partition by order_id
+            order by line_number, product_id
+        ) as integer) as item_position
+
+    from kept_lines
 
 )
 

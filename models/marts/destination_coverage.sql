@@ -3,7 +3,9 @@
 -- and orders its mart carries, and how often each identifier is present (a
 -- proxy for the match rate). What is lost between eligible_orders and
 -- orders_sent is the orders without an identifier that destination takes.
--- The demo summary reads it.
+-- The demo summary reads it. The shares are destination_identifier_coverage's,
+-- one column per identifier, so which column of a mart carries an identifier
+-- is written in that model only.
 
 {#- The destinations whose scope is a window of days over offline sales
     (Meta's depends on the order's channel: macros/meta_windows.sql). -#}
@@ -16,32 +18,20 @@
 ] -%}
 
 {#-
-    Each mart and the column (or expression) that holds each identifier;
-    none where the destination has no such field. TTD carries one
-    identifier per row, named by identifier_type.
+    Each mart and the column orders_sent counts distinct values of: the
+    order (Criteo's event_id is one per order), or the customer for the
+    profile destinations.
 -#}
 {%- set marts = [
-    {'destination': 'meta', 'mart': 'meta_conversions', 'sent_key': 'order_id',
-        'email': 'em', 'phone': 'ph', 'external_id': 'external_id', 'address': 'coalesce(ct, st, zp)'},
-    {'destination': 'tiktok', 'mart': 'tiktok_conversions', 'sent_key': 'order_id',
-        'email': 'email', 'phone': 'phone', 'external_id': 'external_id', 'address': none},
-    {'destination': 'the_trade_desk', 'mart': 'the_trade_desk_conversions', 'sent_key': 'order_id',
-        'email': "case when identifier_type = 'email' then uid2_hash end",
-        'phone': "case when identifier_type = 'phone' then uid2_hash end",
-        'external_id': none, 'address': none},
-    {'destination': 'google_ads', 'mart': 'google_ads_conversions', 'sent_key': 'transaction_id',
-        'email': 'email_sha256', 'phone': 'phone_sha256', 'external_id': none, 'address': 'postal_code'},
-    {'destination': 'pinterest', 'mart': 'pinterest_conversions', 'sent_key': 'order_id',
-        'email': 'em', 'phone': 'ph', 'external_id': 'external_id', 'address': 'coalesce(ct, st, zp)'},
-    {'destination': 'snapchat', 'mart': 'snapchat_conversions', 'sent_key': 'transaction_id',
-        'email': 'hashed_email', 'phone': 'hashed_phone', 'external_id': none, 'address': none},
-    {'destination': 'criteo', 'mart': 'criteo_sales', 'sent_key': 'event_id',
-        'email': 'user_email', 'phone': none, 'external_id': none, 'address': none},
-    {'destination': 'braze', 'mart': 'braze_attributes', 'sent_key': 'external_id',
-        'email': none, 'phone': none, 'external_id': 'external_id', 'address': none},
-    {'destination': 'klaviyo', 'mart': 'klaviyo_profiles', 'sent_key': 'external_id',
-        'email': 'email', 'phone': 'phone_number', 'external_id': 'external_id',
-        'address': 'coalesce(address1, city, region, zip)'},
+    {'destination': 'meta', 'mart': 'meta_conversions', 'sent_key': 'order_id'},
+    {'destination': 'tiktok', 'mart': 'tiktok_conversions', 'sent_key': 'order_id'},
+    {'destination': 'the_trade_desk', 'mart': 'the_trade_desk_conversions', 'sent_key': 'order_id'},
+    {'destination': 'google_ads', 'mart': 'google_ads_conversions', 'sent_key': 'transaction_id'},
+    {'destination': 'pinterest', 'mart': 'pinterest_conversions', 'sent_key': 'order_id'},
+    {'destination': 'snapchat', 'mart': 'snapchat_conversions', 'sent_key': 'transaction_id'},
+    {'destination': 'criteo', 'mart': 'criteo_sales', 'sent_key': 'event_id'},
+    {'destination': 'braze', 'mart': 'braze_attributes', 'sent_key': 'external_id'},
+    {'destination': 'klaviyo', 'mart': 'klaviyo_profiles', 'sent_key': 'external_id'},
 ] -%}
 
 {%- set the_trade_desk_countries = var('the_trade_desk_countries') -%}
@@ -70,6 +60,12 @@ rows_set_aside as (
 destination_exclusions as (
 
     select * from {{ ref('destination_exclusions') }}
+
+),
+
+identifier_coverage as (
+
+    select * from {{ ref('destination_identifier_coverage') }}
 
 ),
 
@@ -125,16 +121,27 @@ mart_counts as (
         '{{ mart.destination }}' as destination,
         '{{ mart.mart }}' as mart,
         count(*) as events,
-        count(distinct {{ mart.sent_key }}) as orders_sent,
-        {{ offline_conversions.share_of_rows_with(mart.email) }} as share_with_email,
-        {{ offline_conversions.share_of_rows_with(mart.phone) }} as share_with_phone,
-        {{ offline_conversions.share_of_rows_with(mart.external_id) }} as share_with_external_id,
-        {{ offline_conversions.share_of_rows_with(mart.address) }} as share_with_address
+        count(distinct {{ mart.sent_key }}) as orders_sent
     from {{ ref(mart.mart) }}
     {%- if not loop.last %}
     union all
     {%- endif %}
     {%- endfor %}
+
+),
+
+identifier_shares as (
+
+    -- An identifier the destination cannot carry has no row there, so its
+    -- share is NULL, as is every share of an empty mart.
+    select
+        destination,
+        max(case when identifier = 'email' then share end) as share_with_email,
+        max(case when identifier = 'phone' then share end) as share_with_phone,
+        max(case when identifier = 'external_id' then share end) as share_with_external_id,
+        max(case when identifier = 'address' then share end) as share_with_address
+    from identifier_coverage
+    group by destination
 
 ),
 
@@ -178,10 +185,10 @@ final as (
         cast(eligible_counts.eligible_orders as bigint) as eligible_orders,
         cast(mart_counts.events as bigint) as events,
         cast(mart_counts.orders_sent as bigint) as orders_sent,
-        mart_counts.share_with_email,
-        mart_counts.share_with_phone,
-        mart_counts.share_with_external_id,
-        mart_counts.share_with_address,
+        identifier_shares.share_with_email,
+        identifier_shares.share_with_phone,
+        identifier_shares.share_with_external_id,
+        identifier_shares.share_with_address,
         cast(set_aside_summary.rows_set_aside as bigint) as rows_set_aside,
         set_aside_summary.set_aside_reasons,
         cast(coalesce(not_sent_summary.orders_not_sent, 0) as bigint) as orders_not_sent,
@@ -190,6 +197,8 @@ final as (
     from mart_counts
     inner join eligible_counts
         on eligible_counts.destination = mart_counts.destination
+    left join identifier_shares
+        on identifier_shares.destination = mart_counts.destination
     cross join set_aside_summary
     left join not_sent_summary
         on not_sent_summary.destination = mart_counts.destination

@@ -37,10 +37,7 @@ lines_in_window as (
         order_lines.brand,
         order_lines.unit_price,
         order_lines.quantity,
-        row_number() over (
-            partition by order_lines.order_id
-            order by order_lines.line_number, order_lines.product_id
-        ) as item_position
+        order_lines.item_position
 
     from order_lines
     inner join orders_in_window
