@@ -24,12 +24,9 @@ writes nothing to `deliveries`.
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, cast
+from collections.abc import Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, cast
 
 import duckdb
 import pyarrow as pa
@@ -37,135 +34,39 @@ import pyarrow as pa
 from shipper import pending
 from shipper.batching import Batcher
 from shipper.destinations.base import (
+    EVENTS,
     Payload,
     PrepareContext,
     PrepareError,
-    RestDestination,
     Rows,
 )
 from shipper.hooks import Hooks
 from shipper.http import RetryingSession
-from shipper.ledger import STORAGE_ERRORS, Ledger, Outcomes, RunCounts, storage_problem
+from shipper.ledger import STORAGE_ERRORS, Outcomes, RunCounts, storage_problem
 from shipper.reader import (
     MartError,
-    MartSource,
     binary_views,
     check_columns,
+    fetch_one,
+    open_reader,
     prefetch,
     stream_batches,
 )
 from shipper.redact import get_logger, scrub
-from shipper.report import DestinationReport
+from shipper.report import DestinationReport, RunContext
 from shipper.sender_pool import SenderPool, Sent
 from shipper.sending import BatchResult, HttpSender, OutboxWriter, all_rows, fingerprints
 
 if TYPE_CHECKING:
-    from shipper.config import Config
+    from shipper.destinations.rest import RestDestination
 
-__all__ = ["DestinationReport", "Hooks", "HttpSender", "OutboxWriter", "Progress",
-           "RunContext", "describe_counts", "ship_destination"]
+__all__ = ["DestinationReport", "Hooks", "HttpSender", "OutboxWriter", "payload_problems",
+           "ship_destination"]
 
 log = get_logger(__name__)
 
 # How often a live run refreshes its counts in `runs` (they are final at the end).
 COUNTS_EVERY_SECONDS = 5.0
-
-
-# A line says how long the destination has left once it has run this long (seconds).
-ESTIMATE_AFTER_SECONDS = 30.0
-
-
-class Progress:
-    """One live line per destination on a terminal; plain periodic lines otherwise.
-
-    Each line has the destination's counts; while rows are handled, how many of the
-    rows to handle this run are done, and on a long run an estimate of the time left
-    (at the rate since the destination started)."""
-
-    def __init__(self, stream: TextIO | None = None, interval: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval if not self.tty else 0.2
-        self.clock = clock
-        self._last = float("-inf")
-        # Per destination: when it started handling rows, and how many were done then.
-        self._started: dict[str, tuple[float, int]] = {}
-
-    def start(self, name: str, counts: RunCounts | None = None) -> None:
-        """The destination starts handling its rows now (its estimate counts from here)."""
-        self._started[name] = (self.clock(), handled(counts) if counts else 0)
-
-    def update(self, name: str, counts: RunCounts, final: bool = False) -> None:
-        now = self.clock()
-        started = self._started.setdefault(name, (now, handled(counts)))
-        if not final and now - self._last < self.interval:
-            return
-        self._last = now
-        line = describe_counts(name, counts)
-        if not final:
-            line += describe_remaining(counts, now - started[0], handled(counts) - started[1])
-        if self.tty:
-            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
-            self.stream.flush()
-        else:
-            log.info("%s", line)
-
-
-def describe_counts(name: str, counts: RunCounts) -> str:
-    line = (f"{name}: {counts.read:,} read, {counts.skipped:,} skipped, {counts.sent:,} sent, "
-            f"{counts.accepted:,} accepted, {counts.rejected:,} rejected, "
-            f"{counts.failed:,} failed")
-    if counts.expired:
-        line += f", {counts.expired:,} expired"
-    return line
-
-
-def handled(counts: RunCounts) -> int:
-    """Rows of this run whose fate is known (recorded, or written to the outbox)."""
-    outcomes = counts.accepted + counts.rejected + counts.failed
-    return min(max(outcomes, counts.sent) + counts.expired, counts.read - counts.skipped)
-
-
-def describe_remaining(counts: RunCounts, elapsed: float, done_since_start: int) -> str:
-    """`; 250 of 1,000 to handle (25%), about 6 min left`, or nothing before any row
-    is done; the estimate only after ESTIMATE_AFTER_SECONDS."""
-    total = counts.read - counts.skipped
-    done = handled(counts)
-    if total <= 0 or done <= 0:
-        return ""
-    text = f"; {done:,} of {total:,} to handle ({done / total:.0%})"
-    if elapsed >= ESTIMATE_AFTER_SECONDS and done_since_start > 0 and done < total:
-        seconds_left = (total - done) * elapsed / done_since_start
-        text += f", about {_duration(seconds_left)} left"
-    return text
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What one destination's run works with."""
-
-    ledger: Ledger
-    source: MartSource
-    run_id: str
-    dry_run: bool
-    outbox_dir: Path
-    read_batch_rows: int
-    hooks: Hooks
-    progress: Progress
-    # File destinations: write and upload every row again (`ship run --force`), and the
-    # configuration (paths relative to it).
-    force: bool = False
-    config: Config | None = None
 
 
 def ship_destination(destination: RestDestination, context: RunContext) -> DestinationReport:
@@ -203,8 +104,9 @@ def _ship(destination: RestDestination, context: RunContext, report: Destination
     name = destination.name
     ledger = context.ledger
     cursor = ledger.cursor()
-    # The mart is streamed from a DuckDB of its own (Ledger.reader), attached there too.
-    reader = ledger.reader()
+    # The mart is streamed from a DuckDB of its own, spilling beside the ledger, with the
+    # mart attached there too.
+    reader = open_reader(ledger.scratch_path("reader.tmp"), ledger.memory_limit)
     session: RetryingSession | None = None
     try:
         mart = destination.settings.mart
@@ -405,3 +307,29 @@ def _rows_of(record_batch: pa.RecordBatch, extra_columns: Sequence[str],
     going_on = [i for i, flag in enumerate(flags) if not flag]
     return (rows.take(going_on), rows.take([i for i, flag in enumerate(flags) if flag]),
             [problems[i] for i in going_on] if problems else [])
+
+
+def payload_problems(destination: RestDestination, con: duckdb.DuckDBPyConnection,
+                     relation: str) -> RunCounts:
+    """What the REST loop relies on in a mart, counted in one pass (`ship validate`; the
+    mart's dbt tests prove the same, this checks the table as it is now)."""
+    # The expiry of a run (each event's own limit where the mart names one).
+    expired = (f"count(*) filter (where "
+               f"{pending.expired_condition(destination, destination.now(), '')})"
+               if destination.kind == EVENTS else "0")
+    total, missing_key, repeated, not_object, old = fetch_one(con, f"""
+        select
+            count(*),
+            count(*) filter (where delivery_key is null),
+            count(delivery_key) - count(distinct delivery_key),
+            count(*) filter (
+                where coalesce(case when json_valid(payload) then json_type(payload) end,
+                               '') <> 'OBJECT'),
+            {expired}
+        from {relation}
+    """) or (0, 0, 0, 0, 0)
+    counts = RunCounts(read=int(total), expired=int(old))
+    counts.count_rejections({"delivery_key is missing": missing_key,
+                             "delivery_key is repeated": repeated,
+                             "payload is not a JSON object": not_object})
+    return counts

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,3 +117,11 @@ class RunCounts:
     def count_rejection(self, reason: str) -> None:
         self.rejected += 1
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+
+    def count_rejections(self, by_reason: Mapping[str, int]) -> None:
+        """Add the rows rejected for each reason (`ship validate`'s counts of a mart)."""
+        for reason, count in by_reason.items():
+            if count:
+                self.rejected += int(count)
+                self.rejected_by_reason[reason] = (self.rejected_by_reason.get(reason, 0)
+                                                   + int(count))

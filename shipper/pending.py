@@ -33,11 +33,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
-from shipper.destinations.base import EVENTS, SECONDS_PER_DAY, RestDestination
+from shipper.destinations.base import EVENTS, SECONDS_PER_DAY
 from shipper.reader import fetch_one, quote_identifier, quote_literal
+
+if TYPE_CHECKING:
+    from shipper.destinations.rest import RestDestination
 
 # DuckDB's memory limit while a rerun stages its pending rows: a one-off query,
 # which a small limit fails with millions of delivered keys.

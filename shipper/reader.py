@@ -148,8 +148,8 @@ def open_reader(spill: Path, memory_limit: str | None) -> duckdb.DuckDBPyConnect
     fails a commit on a long run (bench/HISTORY.md has the measurement). The reader
     attaches the mart itself (`MartSource.relation`), and `shipper.pending` hands it
     the pending rows as a Parquet file. `spill` is a folder for joins and sorts that
-    outgrow `memory_limit` (the caller removes it; `Ledger.reader` puts it beside the
-    ledger, not in the cwd).
+    outgrow `memory_limit` (the caller removes it; the loops put it beside the ledger,
+    a `Ledger.scratch_path`, not in the cwd).
     """
     con = duckdb.connect()
     con.execute("set preserve_insertion_order = false")

@@ -1,15 +1,41 @@
-"""What one destination's run reports, whichever loop shipped it (REST or files):
-its counts, why it could not complete, and the exit code and status they make; and
-what a loop needs of the progress display (`shipper.delivery.Progress`)."""
+"""What one destination's run works with and what it reports, whichever delivery loop
+ships it (REST or files): `RunContext` in, `DestinationReport` out (its counts, why
+it could not complete, and the exit code and status they make)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipper.outcomes import RunCounts
 
-__all__ = ["DestinationReport", "ProgressLine"]
+if TYPE_CHECKING:
+    from shipper.config import Config
+    from shipper.hooks import Hooks
+    from shipper.ledger import Ledger
+    from shipper.progress import Progress
+    from shipper.reader import MartSource
+
+__all__ = ["DestinationReport", "RunContext"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What one destination's run works with."""
+
+    ledger: Ledger
+    source: MartSource
+    run_id: str
+    dry_run: bool
+    outbox_dir: Path
+    read_batch_rows: int
+    hooks: Hooks
+    progress: Progress
+    # File destinations: write and upload every row again (`ship run --force`), and the
+    # configuration (paths relative to it).
+    force: bool = False
+    config: Config | None = None
 
 
 @dataclass
@@ -39,9 +65,3 @@ class DestinationReport:
     @property
     def status(self) -> str:
         return {0: "ok", 1: "rejections", 2: "incomplete"}[self.exit_code]
-
-
-class ProgressLine(Protocol):
-    """Where a loop reports its counts as it goes (a live line, or periodic log lines)."""
-
-    def update(self, name: str, counts: RunCounts, final: bool = False) -> None: ...

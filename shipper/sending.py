@@ -13,11 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shipper.destinations.base import ACCEPTED, RestDestination, RowOutcome, Rows, Verdict
+from shipper.destinations.base import ACCEPTED, RowOutcome, Rows, Verdict
 from shipper.http import RetryingSession, SendResult
 from shipper.ledger import Outcomes
 from shipper.redact import get_logger, scrub
+
+if TYPE_CHECKING:
+    from shipper.destinations.rest import RestDestination
 
 __all__ = ["BatchResult", "HttpSender", "OutboxWriter", "all_rows", "fingerprints"]
 

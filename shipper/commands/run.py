@@ -14,18 +14,19 @@ from pathlib import Path
 
 import duckdb
 
+from shipper import loops
 from shipper.commands import dbt_build
 from shipper.commands.common import destination_class, event_clock, select_destinations
 from shipper.commands.output import table
 from shipper.config import Config, ConfigError, require
-from shipper.delivery import DestinationReport, Progress, RunContext
 from shipper.destinations.base import Destination
 from shipper.guards import build_problem, shrink_problem
 from shipper.hooks import Hooks
 from shipper.ledger import Ledger, LedgerError
-from shipper.loops import loop_for
+from shipper.progress import Progress
 from shipper.reader import DuckDBSource, MartError, MartSource, source_from_settings
 from shipper.redact import get_logger, scrub
+from shipper.report import DestinationReport, RunContext
 
 log = get_logger("shipper")
 
@@ -136,7 +137,7 @@ def _ship_one(destination: Destination, context: RunContext, config: Config,
     send, else shipped by its delivery loop."""
     problem = _mart_problem(context.ledger, context.source, destination, config, check_size)
     if problem is None:
-        return loop_for(type(destination)).ship(destination, context)
+        return loops.ship(destination, context)
     name = destination.name
     log.error("%s: %s", name, problem)
     report = DestinationReport(name, "dry_run" if context.dry_run else "live", problem=problem)

@@ -7,12 +7,12 @@ import sys
 
 import duckdb
 
+from shipper import loops
 from shipper.commands.common import destination_class, event_clock, select_destinations
 from shipper.commands.output import table
 from shipper.config import Config
 from shipper.hooks import Hooks
 from shipper.ledger import RunCounts, set_memory_limit
-from shipper.loops import loop_for
 from shipper.reader import MartError, MartSource, check_columns, source_from_settings
 
 
@@ -49,7 +49,7 @@ def _check(con: duckdb.DuckDBPyConnection, source: MartSource, name: str,
                       now=event_clock(args.as_of, hooks.wallclock))
     relation = source.relation(con, destination.settings.mart)
     check_columns(con, relation, destination.settings.mart, destination.columns)
-    return loop_for(cls).count_invalid(con, relation, destination)
+    return loops.count_invalid(destination, con, relation)
 
 
 def _print_results(results: list[tuple[str, RunCounts]]) -> bool:

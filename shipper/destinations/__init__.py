@@ -1,7 +1,8 @@
 """The destination registry.
 
-Every module in this package is imported on first use; a module joins the
-registry by decorating its `Destination` subclass with `@register`. The names
+Every platform module in this package (all but `base.py` and `rest.py`, which
+hold the base classes) is imported on first use; a module joins the registry
+by decorating its `Destination` subclass with `@register`. The names
 below are the destinations the project plans for; a name is accepted in
 `shipper.toml` and on the command line even before its module exists, and
 `ship run` without names ships every enabled destination that has a module.
@@ -39,7 +40,7 @@ def _load_modules() -> None:
     if _loaded:
         return
     for module in pkgutil.iter_modules(__path__):
-        if module.name == "base" or module.name.startswith("_"):
+        if module.name in ("base", "rest") or module.name.startswith("_"):
             continue
         try:
             importlib.import_module(f"{__name__}.{module.name}")

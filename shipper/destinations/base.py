@@ -2,10 +2,11 @@
 
 The mart decides everything about a row: the shipper reads `delivery_key` and
 `payload` (the JSON object the platform receives, built in SQL) and sends it.
-A REST destination module knows only its platform's side of that: the
-envelope a batch of payloads travels in (URL, headers, auth, the wrapper
-object), its limits, and how an answer becomes a verdict per row. Retries,
-rate limits, threads, the ledger and the outbox live in `shipper.http` and
+A REST destination module (a `RestDestination`, `shipper.destinations.rest`)
+knows only its platform's side of that: the envelope a batch of payloads
+travels in (URL, headers, auth, the wrapper object), its limits, and how an
+answer becomes a verdict per row, in the types defined here. Retries, rate
+limits, threads, the ledger and the outbox live in `shipper.http` and
 `shipper.delivery`.
 
 Adding a platform means one module in this package that defines a subclass
@@ -27,7 +28,6 @@ from shipper.settings import DestinationSettings, secrets_from_env
 if TYPE_CHECKING:
     from shipper.hooks import Hooks
     from shipper.ledger import Ledger
-    from shipper.retry import AttemptHooks
 
 _REGISTRY: dict[str, type[Destination]] = {}
 
@@ -249,8 +249,9 @@ class RequestCheck(Protocol):
 
 
 class Destination:
-    """What every destination has, REST or file. Subclass RestDestination or
-    FileDestination, fill the class attributes, `@register`.
+    """What every destination has, REST or file. Subclass RestDestination
+    (`shipper.destinations.rest`) or FileDestination (`shipper.files.destination`),
+    fill the class attributes, `@register`.
 
     What the CLI asks of every destination, and nothing more:
       credentials_from_env     its credentials, or None when they are not all set;
@@ -260,7 +261,7 @@ class Destination:
       refresh_request_status   and asking it how (`ship status --refresh`);
       close                    release what it holds (token sessions).
     How a destination's rows travel (HTTP or files) is its delivery loop's business
-    (`shipper.loops`).
+    (`shipper.loops` picks the loop by the destination's base class).
     """
 
     # The name used on the command line, in shipper.toml and as env prefix (`META_`).
@@ -314,103 +315,6 @@ class Destination:
 
 EVENTS = "events"
 PROFILES = "profiles"
-
-
-class RestDestination(Destination):
-    """A destination that receives the mart's payloads over HTTP.
-
-    `kind` decides the ledger policy and the mart's third column:
-      events    `event_time` (unix seconds, what the platform ages the event by): a
-                key once delivered is never sent again, and a row older than the
-                platform's hard limit at send time is recorded `expired`, not sent:
-                the `max_event_age_days` setting, or, where the platform's limit
-                differs by event (`age_limit_column`), the limit the mart's row
-                names;
-      profiles  `payload_sha256`: a key is sent again whenever it changes.
-    """
-
-    kind: ClassVar[str] = EVENTS
-    # A mart column holding each event's own hard age limit in days, decided in SQL
-    # (Meta: `max_event_age_days`, 62 for physical_store events and 7 for the others),
-    # or None: every event is held to the `max_event_age_days` setting, which also
-    # holds a row whose limit is NULL.
-    age_limit_column: ClassVar[str | None] = None
-    # Mart columns beyond delivery_key, payload and event_time / payload_sha256 that
-    # the module's prepare step reads (The Trade Desk: the hashes it maps to UID2s).
-    extra_columns: ClassVar[tuple[str, ...]] = ()
-    # True when `prepare` rewrites payloads: the loop then fingerprints the mart's
-    # payloads first, since the ledger compares fingerprints with the mart's.
-    rewrites_payloads: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        third = "event_time" if cls.kind == EVENTS else "payload_sha256"
-        age_limit = (cls.age_limit_column,) if cls.age_limit_column else ()
-        cls.columns = ("delivery_key", "payload", third, *age_limit, *cls.extra_columns)
-
-    # -- what a module implements ---------------------------------------------------------
-
-    def build_request(self, payloads: Sequence[Payload]) -> Request:
-        """One request carrying `payloads` (use `envelope`), credentials outside the body."""
-        raise NotImplementedError
-
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
-        """Turn the platform's answer (`body` is parsed JSON, or text) into a verdict
-        about the rows the request carried."""
-        raise NotImplementedError
-
-    # -- asynchronous platforms (a job to poll after the send) ------------------------------
-
-    def follow_up_request(self, follow_up: Any, rows: Rows) -> Request:
-        """The request that asks about a pending job (`Verdict.pending(follow_up)`)."""
-        raise NotImplementedError
-
-    def parse_follow_up(self, status: int, body: Any, follow_up: Any, rows: Rows) -> Verdict:
-        """Turn the answer to `follow_up_request` into a verdict (or another pending)."""
-        raise NotImplementedError
-
-    # -- a step before sending (The Trade Desk maps hashes to UID2s) -------------------------
-
-    def open_prepare(self, context: PrepareContext) -> None:
-        """Called once before the mart is read; may raise PrepareError."""
-
-    def prepare(self, rows: Rows) -> list[str | None]:
-        """Called with each read batch of rows to send. May rewrite `rows.payloads`;
-        returns, per row, None (send it) or why it cannot be sent (recorded as a
-        rejection). May raise PrepareError."""
-        return [None] * len(rows)
-
-    def close_prepare(self) -> None:
-        """Called once after the last batch, whatever happened."""
-
-    def attempt_hooks(self) -> AttemptHooks | None:
-        """What the retrying session calls around each attempt of a request
-        (shipper.retry: Klaviyo paces every attempt and holds off after a 429); asked
-        once the prepare step is open. None: nothing."""
-        return None
-
-    # -- overridable helpers ----------------------------------------------------------------
-
-    def request_byte_limit(self) -> int | None:
-        """Largest request body the platform takes, in bytes; batches are cut to stay
-        under it as well as under batch_size. None: only batch_size counts."""
-        return None
-
-    @property
-    def max_age_seconds(self) -> int | None:
-        """The platform's hard age limit of an event (of one whose row names none, with
-        `age_limit_column`), or None (profiles)."""
-        if self.kind != EVENTS:
-            return None
-        return self.settings.max_event_age_days * SECONDS_PER_DAY
-
-    @property
-    def expired_reason(self) -> str:
-        """Why an expired event was not sent, as the ledger records it."""
-        if self.age_limit_column:
-            return (f"older than the platform's age limit for this event (the mart's "
-                    f"{self.age_limit_column})")
-        return f"older than the platform's age limit ({self.settings.max_event_age_days} days)"
 
 
 def not_the_platforms(title: str, status: int, body: Any) -> Verdict:

@@ -55,7 +55,6 @@ from shipper.destinations.base import (
     PROFILES,
     Payload,
     Request,
-    RestDestination,
     RowOutcome,
     Rows,
     Verdict,
@@ -64,6 +63,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.settings import ConfigError, DestinationSettings, setting
 
 INSTANCE_PLACEHOLDER = "{instance}"

@@ -76,7 +76,6 @@ from shipper.destinations.base import (
     PrepareContext,
     PrepareError,
     Request,
-    RestDestination,
     RowOutcome,
     Rows,
     Verdict,
@@ -91,6 +90,7 @@ from shipper.destinations.google_ads_status import (
     describe_error,
     violations,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.google_auth import (
     CREDENTIAL_HINT,
     ENV_NAMES,

@@ -77,7 +77,6 @@ from shipper.destinations.base import (
     Payload,
     PrepareContext,
     Request,
-    RestDestination,
     RowOutcome,
     Rows,
     Verdict,
@@ -86,6 +85,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.pacing import EndpointPacers, Limit
 from shipper.redact import get_logger
 from shipper.retry import AttemptHooks

@@ -43,7 +43,6 @@ from shipper.destinations.base import (
     PAYLOADS,
     Payload,
     Request,
-    RestDestination,
     Rows,
     Verdict,
     envelope,
@@ -51,6 +50,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.settings import DestinationSettings, setting
 
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80004})

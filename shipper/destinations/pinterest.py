@@ -51,7 +51,6 @@ from shipper.destinations.base import (
     PAYLOADS,
     Payload,
     Request,
-    RestDestination,
     RowOutcome,
     Rows,
     Verdict,
@@ -60,6 +59,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.settings import DestinationSettings, setting
 
 

@@ -68,7 +68,6 @@ from shipper.destinations.base import (
     PAYLOADS,
     Payload,
     Request,
-    RestDestination,
     RowOutcome,
     Rows,
     Verdict,
@@ -77,6 +76,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.settings import DestinationSettings, setting
 
 # Words in an INVALID reason that mean our credentials or pixel, not an event, are wrong.

@@ -59,7 +59,6 @@ from shipper.destinations.base import (
     PrepareContext,
     PrepareError,
     Request,
-    RestDestination,
     RowOutcome,
     Rows,
     Verdict,
@@ -67,6 +66,7 @@ from shipper.destinations.base import (
     not_the_platforms,
     register,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.redact import get_logger, scrub
 from shipper.settings import ConfigError, DestinationSettings, setting
 from shipper.uid2 import MAX_HASHES_PER_REQUEST, IdentityMapService, MappingCache, Uid2Mapper

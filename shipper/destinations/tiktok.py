@@ -28,13 +28,13 @@ from shipper.destinations.base import (
     PAYLOADS,
     Payload,
     Request,
-    RestDestination,
     Rows,
     Verdict,
     envelope,
     not_the_platforms,
     register,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.settings import DestinationSettings, setting
 
 

@@ -6,8 +6,9 @@ transports.py   where a file goes: SFTP (paramiko, verified host keys) or a loca
                 directory; both upload under a temporary name and rename
 journal.py      the ledger tables `files` and `file_rows` (created with the rest of the
                 ledger's schema), and how a killed run is settled
-destination.py  `FileDestination`, the base class of file destination modules, and the
-                file's columns: the mart's, but delivery_key, in mart order
+destination.py  `FileDestination`, the base class of file destination modules, bound
+                to the loop below, and the file's columns: the mart's, but
+                delivery_key, in mart order
 delivery.py     the loop: stage the pending rows (shipper.pending), read them in the
                 reader's DuckDB, write parts, hand each on (rows are SQL's to decide)
 targets.py      what a run settles first: the transport, path settings, the as_of date

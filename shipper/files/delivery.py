@@ -23,6 +23,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -30,7 +31,6 @@ import pyarrow as pa
 from shipper import pending
 from shipper.config import Config, ConfigError
 from shipper.files.csvfile import CsvFormat, FinishedPart
-from shipper.files.destination import FileDestination
 from shipper.files.journal import FileJournal
 from shipper.files.parts import Layout, PartNaming, PartWriter, encode_row
 from shipper.files.report import FileOutcome, FileReport
@@ -39,13 +39,25 @@ from shipper.files.transports import DirectoryTransport, Transport, TransportErr
 from shipper.files.upload import EarlierRuns, Retrying, Stop, Uploader, write_to_outbox
 from shipper.hooks import Hooks
 from shipper.ledger import STORAGE_ERRORS, Ledger, storage_problem
-from shipper.outcomes import Outcomes
-from shipper.reader import MartError, MartSource, check_columns, quote_identifier, stream_batches
+from shipper.outcomes import Outcomes, RunCounts
+from shipper.progress import Progress
+from shipper.reader import (
+    MartError,
+    MartSource,
+    check_columns,
+    fetch_one,
+    open_reader,
+    quote_identifier,
+    stream_batches,
+)
 from shipper.redact import get_logger, scrub
-from shipper.report import ProgressLine
+from shipper.report import RunContext
 from shipper.retry import RetryPolicy
 
-__all__ = ["FileOutcome", "FileReport", "ship_files"]
+if TYPE_CHECKING:
+    from shipper.files.destination import FileDestination
+
+__all__ = ["FileOutcome", "FileReport", "file_row_problems", "ship_files"]
 
 log = get_logger(__name__)
 
@@ -60,36 +72,26 @@ class _Connections:
     relation: str
 
 
-def ship_files(
-    destination: FileDestination,
-    *,
-    ledger: Ledger,
-    source: MartSource,
-    run_id: str,
-    dry_run: bool,
-    outbox_dir: Path,
-    read_batch_rows: int,
-    hooks: Hooks,
-    progress: ProgressLine,
-    force: bool = False,
-    config: Config | None = None,
-) -> FileReport:
+def ship_files(destination: FileDestination, context: RunContext) -> FileReport:
     """Ship one file destination's mart; the report says what happened."""
-    name = destination.name
-    report = FileReport(name, "dry_run" if dry_run else "live")
+    name, ledger, run_id = destination.name, context.ledger, context.run_id
+    report = FileReport(name, "dry_run" if context.dry_run else "live")
     ledger.start_run(run_id, name, report.mode)
-    cursor, reader = ledger.cursor(), ledger.reader()
+    # The long read runs in a DuckDB of its own, spilling beside the ledger.
+    cursor = ledger.cursor()
+    reader = open_reader(ledger.scratch_path("reader.tmp"), ledger.memory_limit)
     run: _FileRun | None = None
     interrupted = False
     try:
-        connections = _attach(destination, source, cursor, reader)
+        connections = _attach(destination, context.source, cursor, reader)
         layout = Layout.of(destination.file_columns(cursor, connections.relation))
-        as_of = file_as_of(destination, cursor, source, hooks)
-        transport = (DirectoryTransport(outbox_dir / name) if dry_run
-                     else make_transport(destination, config))
-        run = _FileRun(destination, ledger, report, run_id, hooks, progress, force, transport)
-        run.ship(connections, layout, as_of, _staging_root(destination, config),
-                 read_batch_rows)
+        as_of = file_as_of(destination, cursor, context.source, context.hooks)
+        transport = (DirectoryTransport(context.outbox_dir / name) if context.dry_run
+                     else make_transport(destination, context.config))
+        run = _FileRun(destination, ledger, report, run_id, context.hooks, context.progress,
+                       context.force, transport)
+        run.ship(connections, layout, as_of, _staging_root(destination, context.config),
+                 context.read_batch_rows)
     except (MartError, ConfigError, TransportError) as exc:
         report.problem = str(exc)
         log.error("%s: %s", name, exc)
@@ -107,7 +109,7 @@ def ship_files(
             run.close()
         cursor.close()
         reader.close()
-        progress.update(name, report.counts, final=True)
+        context.progress.update(name, report.counts, final=True)
         status = "interrupted" if interrupted else report.status
         ledger.finish_run(run_id, name, report.counts, status, report.problem)
     return report
@@ -135,7 +137,7 @@ class _FileRun:
     """One destination in one run: stage, read, write parts, hand them on."""
 
     def __init__(self, destination: FileDestination, ledger: Ledger, report: FileReport,
-                 run_id: str, hooks: Hooks, progress: ProgressLine, force: bool,
+                 run_id: str, hooks: Hooks, progress: Progress, force: bool,
                  transport: Transport) -> None:
         self.destination = destination
         self.name = destination.name
@@ -254,3 +256,23 @@ class _RowFeed:
             return None
         self.previous_group = value
         return (sizes[index] if sizes is not None else None) or 1
+
+
+def file_row_problems(destination: FileDestination, con: duckdb.DuckDBPyConnection,
+                      relation: str) -> RunCounts:
+    """What the file loop relies on in a mart, counted in one pass (`ship validate`):
+    delivery_key plus at least one file column of a type a file can hold (MartError
+    otherwise), and every key present and unique. The mart's dbt tests prove what the
+    cells hold."""
+    destination.file_columns(con, relation)
+    total, missing_key, repeated = fetch_one(con, f"""
+        select
+            count(*),
+            count(*) filter (where delivery_key is null or cast(delivery_key as varchar) = ''),
+            count(delivery_key) - count(distinct delivery_key)
+        from {relation}
+    """) or (0, 0, 0)
+    counts = RunCounts(read=int(total))
+    counts.count_rejections({"delivery_key is missing": missing_key,
+                             "delivery_key is repeated": repeated})
+    return counts

@@ -8,7 +8,8 @@ each named as the file's header; which rows, how each cell is formatted and
 whether a row can be sent are decided in SQL and proved by the mart's dbt
 tests. A module subclasses `FileDestination`, sets its mart, limits and row
 order, and decorates the class with `@register`. The file loop in
-`shipper.files.delivery` does the rest: files, limits, transport, ledger.
+`shipper.files.delivery` does the rest: files, limits, transport, ledger
+(`shipper.loops` hands it every FileDestination).
 
 Credentials come from the environment only, named after the destination:
 `<NAME>_SFTP_PASSWORD`, or a private key as a path (`<NAME>_SFTP_KEY_PATH`)

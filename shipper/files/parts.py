@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipper.files.csvfile import (
     CellError,
@@ -16,9 +17,11 @@ from shipper.files.csvfile import (
     file_name,
     format_cell,
 )
-from shipper.files.destination import FileDestinationSettings
 from shipper.files.journal import CHUNK_ROWS, FileJournal
 from shipper.outcomes import fingerprint
+
+if TYPE_CHECKING:
+    from shipper.files.destination import FileDestinationSettings
 
 # Called with each closed part, the name it goes by and its file_id in the journal; the
 # part's file is removed after.

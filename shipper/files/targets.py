@@ -4,11 +4,11 @@ settings and credentials, path settings) and the date its file names carry."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from shipper.config import Config, ConfigError
-from shipper.files.destination import FileDestination
 from shipper.files.transports import (
     DirectoryTransport,
     SftpSecrets,
@@ -20,6 +20,9 @@ from shipper.files.transports import (
 from shipper.hooks import Hooks
 from shipper.reader import DuckDBSource, MartError, MartSource, fetch_one
 from shipper.redact import get_logger
+
+if TYPE_CHECKING:
+    from shipper.files.destination import FileDestination
 
 log = get_logger("shipper.files.delivery")
 

@@ -14,7 +14,6 @@ from shipper.ledger.queries import StatusQueries
 from shipper.ledger.requests import RequestLog
 from shipper.ledger.schema import create as create_schema
 from shipper.ledger.store import OutcomeStore
-from shipper.reader import open_reader
 
 
 class Ledger(OutcomeStore, RequestLog, StatusQueries):
@@ -95,11 +94,6 @@ class Ledger(OutcomeStore, RequestLog, StatusQueries):
         path = self.path.with_name(f".{self.path.name}.{suffix}")
         self._scratch.append(path)
         return path
-
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        """The mart reader's own DuckDB (`shipper.reader.open_reader`), spilling into a
-        scratch folder beside the ledger, with the ledger's memory limit."""
-        return open_reader(self.scratch_path("reader.tmp"), self.memory_limit)
 
     # -- the marker: which destinations have delivered from this ledger ----------------
 

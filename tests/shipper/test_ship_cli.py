@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from shipper import cli
-from shipper.delivery import Progress
 from shipper.ledger import RunCounts
+from shipper.progress import Progress
 from tests.shipper.marts import meta_row, tiktok_row
 
 REPO = Path(__file__).resolve().parents[2]

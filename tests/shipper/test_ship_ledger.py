@@ -20,12 +20,12 @@ from shipper.destinations.base import (
     PAYLOADS,
     PROFILES,
     Request,
-    RestDestination,
     Verdict,
     envelope,
 )
+from shipper.destinations.rest import RestDestination
 from shipper.ledger import SCHEMA_VERSION, DeliveryRecord, Ledger, RunCounts, fingerprint
-from shipper.reader import DuckDBSource, stream_batches
+from shipper.reader import DuckDBSource, open_reader, stream_batches
 from tests.fakes import FakeApp, Reply
 from tests.shipper.marts import meta_row, write_mart
 
@@ -261,7 +261,8 @@ def _checkpoint_while_streaming(tmp_path, use_reader):
         ledger.start_run("r1", "meta", "live")
         ledger.record("r1", "meta", [DeliveryRecord("k1", "delivered", "f" * 64, None, 1)])
         cursor = ledger.cursor()
-        reader = ledger.reader() if use_reader else cursor
+        reader = (open_reader(ledger.scratch_path("reader.tmp"), ledger.memory_limit)
+                  if use_reader else cursor)
         source = DuckDBSource(mart)
         relation = source.relation(cursor, "events")
         assert source.relation(reader, "events") == relation
