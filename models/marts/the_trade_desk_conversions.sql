@@ -106,7 +106,7 @@ line_items as (
             ('qty', 'order_lines.quantity'),
             ('price', 'cast(order_lines.unit_price as ' ~ dbt.type_string() ~ ')'),
             ('cat', 'order_lines.category'),
-        ], 'order_lines.line_number, order_lines.product_id') }} as line_items
+        ], 'order_lines.item_position') }} as line_items
 
     from order_lines
     inner join orders_in_scope
@@ -129,7 +129,7 @@ payload_line_items as (
                 ('price', offline_conversions.json_string('cast(order_lines.unit_price as ' ~ dbt.type_string() ~ ')')),
                 ('cat', offline_conversions.json_string('order_lines.category')),
             ]),
-            'order_lines.line_number, order_lines.product_id') }} as line_items_json
+            'order_lines.item_position') }} as line_items_json
 
     from order_lines
     inner join orders_in_scope
