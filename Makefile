@@ -61,7 +61,7 @@ test-spark: setup-spark
 	SPARK_LOCAL_IP=127.0.0.1 $(SPARK_BIN)/python -m pytest -q -m spark tests/spark
 
 # ruff (with C901, pyproject.toml), mypy on shipper/ (pyproject.toml), and
-# sqlfluff with the dbt templater on the models (.sqlfluff, .sqlfluffignore;
+# sqlfluff with the dbt templater on the models (.sqlfluff;
 # the templater skips macro files and lints what the models render from
 # them). It compiles the project into its own target directory and DuckDB
 # file under target/sqlfluff, never the demo's database. About a minute.

@@ -29,7 +29,12 @@ with
 
 customers as (
 
-    select customer_id, phone, postal_code, country from {{ ref('int_customers_latest') }}
+    select
+        customer_id,
+        phone,
+        postal_code,
+        country
+    from {{ ref('int_customers_latest') }}
 
 ),
 
@@ -47,13 +52,16 @@ phone_rules as (
 
 main_phone_rules as (
 
-    select * from phone_rules where region_rank = 0
+    select * from phone_rules
+    where region_rank = 0
 
 ),
 
 shared_calling_codes as (
 
-    select calling_code from phone_rules where region_rank > 0 group by calling_code
+    select calling_code from phone_rules
+    where region_rank > 0
+    group by calling_code
 
 ),
 
@@ -142,7 +150,7 @@ phone_regions as (
     -- the first region, in libphonenumber's order, that claims the number.
     select
         claims.customer_id,
-        candidates.region as phone_region
+        claimed.region as phone_region
 
     from (
         select
@@ -161,9 +169,9 @@ phone_regions as (
         where numbers.written_country_code is null
         group by numbers.customer_id, numbers.international_calling_code
     ) as claims
-    inner join phone_rules as candidates
-        on candidates.calling_code = claims.international_calling_code
-        and candidates.region_rank = claims.region_rank
+    inner join phone_rules as claimed
+        on claimed.calling_code = claims.international_calling_code
+            and claimed.region_rank = claims.region_rank
 
 ),
 
@@ -253,8 +261,12 @@ national_numbers as (
                 then national_read.international_national_number
             when national_read.national_after_calling_code is not null
                 and (
-                    (not {{ offline_conversions.phone_matches_region('country_rules.region', 'national_read.phone_digits_written') }}
-                        and {{ offline_conversions.phone_matches_region('country_rules.region', 'national_read.national_after_calling_code') }})
+                    (
+                        not {{ offline_conversions.phone_matches_region(
+                            'country_rules.region', 'national_read.phone_digits_written') }}
+                        and {{ offline_conversions.phone_matches_region(
+                            'country_rules.region', 'national_read.national_after_calling_code') }}
+                    )
                     or length(national_read.phone_digits_written) > country_rules.max_length
                 )
                 then national_read.national_after_calling_code
@@ -271,9 +283,10 @@ kept_numbers as (
 
     select
         national_numbers.*,
-        {{ offline_conversions.phone_has_possible_length('national_numbers.national_number', 'number_rules.possible_lengths') }}
+        (
+            {{ offline_conversions.phone_has_possible_length('national_numbers.national_number', 'number_rules.possible_lengths') }}
             and {{ offline_conversions.phone_matches_region('number_rules.region', 'national_numbers.national_number') }}
-            as is_kept
+        ) as is_kept
 
     from national_numbers
     left join main_phone_rules as number_rules
