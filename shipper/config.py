@@ -24,7 +24,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from shipper import destinations
 from shipper.settings import (
@@ -36,6 +36,9 @@ from shipper.settings import (
     setting,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = ["Config", "ConfigError", "DestinationSettings", "ShipSettings", "check_secret",
            "describe", "load_config", "require", "setting"]
 
@@ -43,6 +46,11 @@ DEFAULT_CONFIG_FILE = "shipper.toml"
 
 # Keys that look like credentials: refused in the file with a pointer to the env var.
 _SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey", "private_key")
+
+# A setting's value as read from the file or the environment, before its dataclass
+# takes it: what the setting's type hint (`kind`) asks for.
+SettingValue: TypeAlias = bool | int | float | str | tuple["SettingValue", ...] | None
+SettingsT = TypeVar("SettingsT", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class Config:
     # Implemented destinations, parsed into their own settings class.
     destinations: Mapping[str, DestinationSettings]
     # Known but not implemented destinations: kept raw until a module parses them.
-    unparsed: Mapping[str, Mapping[str, Any]]
+    unparsed: Mapping[str, Mapping[str, object]]
     env: Mapping[str, str]
 
     def settings_for(self, name: str) -> DestinationSettings:
@@ -73,7 +81,7 @@ class Config:
         return cls.credentials_from_env(self.settings_for(name), self.env)
 
 
-def describe(settings_class: type) -> list[tuple[str, str, Any, str]]:
+def describe(settings_class: type) -> list[tuple[str, str, object, str]]:
     """(name, type, default, description) of every setting of a settings dataclass."""
     hints = typing.get_type_hints(settings_class)
     rows = []
@@ -103,7 +111,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     return Config(path=config_path, ship=ship, destinations=parsed, unparsed=unparsed, env=env)
 
 
-def _ship_settings(table: Mapping[str, Any], base_dir: Path, env: Mapping[str, str],
+def _ship_settings(table: Mapping[str, object], base_dir: Path, env: Mapping[str, str],
                    where: str) -> ShipSettings:
     """The [ship] table and the SHIP_ variables, checked, with every path absolute."""
     ship = _parse(ShipSettings, table, section="ship", env_prefix="SHIP", env=env, where=where)
@@ -125,8 +133,9 @@ def _ship_settings(table: Mapping[str, Any], base_dir: Path, env: Mapping[str, s
     return ship
 
 
-def _destination_settings(tables: Mapping[str, Any], env: Mapping[str, str], where: str,
-                          ) -> tuple[dict[str, DestinationSettings], dict[str, Mapping[str, Any]]]:
+def _destination_settings(tables: Mapping[str, object], env: Mapping[str, str], where: str,
+                          ) -> tuple[dict[str, DestinationSettings],
+                                     dict[str, Mapping[str, object]]]:
     """Each implemented destination's settings, parsed by its module's settings class,
     and the tables of the known destinations without a module, kept raw."""
     known = destinations.known_names()
@@ -137,7 +146,7 @@ def _destination_settings(tables: Mapping[str, Any], env: Mapping[str, str], whe
                 f"use one of {', '.join(known)}."
             )
     parsed: dict[str, DestinationSettings] = {}
-    unparsed: dict[str, Mapping[str, Any]] = {}
+    unparsed: dict[str, Mapping[str, object]] = {}
     for name in known:
         table = _table(tables.get(name, {}), f"[destinations.{name}]", where)
         module = destinations.get(name)
@@ -182,7 +191,7 @@ def _config_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
     return None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> dict[str, object]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -192,13 +201,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path} ({exc.strerror}): check the path.") from None
 
 
-def _table(value: Any, label: str, where: str) -> dict[str, Any]:
+def _table(value: object, label: str, where: str) -> dict[str, object]:
     if not isinstance(value, dict):
         raise ConfigError(f"{label} in {where} must be a table of settings.")
     return value
 
 
-def _refuse_secrets(name: str, table: Mapping[str, Any], where: str,
+def _refuse_secrets(name: str, table: Mapping[str, object], where: str,
                     credential_env: tuple[str, ...]) -> None:
     for key in table:
         if any(word in key.lower() for word in _SECRET_WORDS):
@@ -209,8 +218,8 @@ def _refuse_secrets(name: str, table: Mapping[str, Any], where: str,
             )
 
 
-def _parse(settings_class: type, table: Mapping[str, Any], *, section: str, env_prefix: str,
-           env: Mapping[str, str], where: str) -> Any:
+def _parse(settings_class: type[SettingsT], table: Mapping[str, object], *, section: str,
+           env_prefix: str, env: Mapping[str, str], where: str) -> SettingsT:
     hints = typing.get_type_hints(settings_class)
     names = {item.name: item for item in dataclasses.fields(settings_class)}
     unknown = sorted(set(table) - set(names))
@@ -219,7 +228,7 @@ def _parse(settings_class: type, table: Mapping[str, Any], *, section: str, env_
             f"[{section}] in {where} has an unknown setting {unknown[0]!r}: "
             f"use one of {', '.join(sorted(names))}."
         )
-    values: dict[str, Any] = {}
+    values: dict[str, SettingValue] = {}
     for name, item in names.items():
         kind = hints[name]
         env_names = [f"{env_prefix}_{name.upper()}"]
@@ -227,20 +236,21 @@ def _parse(settings_class: type, table: Mapping[str, Any], *, section: str, env_
             env_names.insert(0, item.metadata["env"])
         env_name = next((candidate for candidate in env_names if candidate in env), None)
         if env_name is not None:
-            values[name] = _from_env(env[env_name], kind, env_name)
+            value = _from_env(env[env_name], kind, env_name)
             label = env_name
         elif name in table:
             label = f"{name} under [{section}] in {where}"
-            values[name] = _from_file(table[name], kind, label)
+            value = _from_file(table[name], kind, label)
         else:
             continue
-        if isinstance(values[name], float) and not math.isfinite(values[name]):
+        if isinstance(value, float) and not math.isfinite(value):
             # nan compares false with every limit, so it would switch a check off.
-            raise ConfigError(f"{label} must be a finite number, got {values[name]!r}.")
+            raise ConfigError(f"{label} must be a finite number, got {value!r}.")
+        values[name] = value
     return settings_class(**values)
 
 
-def _from_file(value: Any, kind: Any, label: str) -> Any:
+def _from_file(value: object, kind: object, label: str) -> SettingValue:
     base, optional = _unwrap_optional(kind)
     if value is None and optional:
         return None
@@ -263,7 +273,7 @@ def _from_file(value: Any, kind: Any, label: str) -> Any:
     raise ConfigError(f"{label} must be {_type_name(kind)}, got {value!r}.")
 
 
-def _from_env(raw: str, kind: Any, env_name: str) -> Any:
+def _from_env(raw: str, kind: object, env_name: str) -> SettingValue:
     base, optional = _unwrap_optional(kind)
     text = raw.strip()
     if optional and text == "":
@@ -281,7 +291,7 @@ def _from_env(raw: str, kind: Any, env_name: str) -> Any:
         raise ConfigError(f"{env_name} must be {_type_name(kind)}, got {raw!r}.") from None
 
 
-def _parse_scalar(text: str, kind: Any) -> Any:
+def _parse_scalar(text: str, kind: object) -> bool | int | float | str:
     if kind is bool:
         lowered = text.lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -298,7 +308,7 @@ def _parse_scalar(text: str, kind: Any) -> Any:
     raise TypeError(f"unsupported setting type {kind!r}")
 
 
-def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
+def _unwrap_optional(kind: object) -> tuple[object, bool]:
     args = typing.get_args(kind)
     if type(None) in args:
         others = [arg for arg in args if arg is not type(None)]
@@ -306,13 +316,14 @@ def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
     return kind, False
 
 
-def _type_name(kind: Any) -> str:
+def _type_name(kind: object) -> str:
     base, optional = _unwrap_optional(kind)
     if typing.get_origin(base) is tuple:
         name = f"a list of {_type_name(typing.get_args(base)[0])}s"
     else:
-        name = {bool: "true or false", int: "an integer", float: "a number",
-                str: "a string"}.get(base, str(base))
+        names: dict[object, str] = {bool: "true or false", int: "an integer",
+                                    float: "a number", str: "a string"}
+        name = names.get(base, str(base))
     return f"{name} (or empty)" if optional else name
 
 
@@ -344,12 +355,14 @@ def _check_limits(name: str, settings: DestinationSettings, max_batch_size: int,
         raise ConfigError(f"base_url for {name} must start with https://: {fix('base_url')}.")
 
 
-def _resolve_paths(ship: ShipSettings, table: Mapping[str, Any], base_dir: Path,
+def _resolve_paths(ship: ShipSettings, table: Mapping[str, object], base_dir: Path,
                    env: Mapping[str, str]) -> ShipSettings:
     # Paths written in the file are relative to the file, so `SHIP_CONFIG=/x/shipper.toml`
     # works from any directory; paths from the environment are relative to the cwd, but
     # the ledger's: it is the memory of what was sent, and a run started from another
     # directory must find the same one. Every path is made absolute once, here.
+    # Strings, but typed Any: mypy checks `replace`'s keywords field by field, and which
+    # fields these are (the *_path and *_dir ones) is known only at run time.
     updates: dict[str, Any] = {}
     for item in dataclasses.fields(ShipSettings):
         key = item.name

@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import requests
 from google.auth import crypt
@@ -55,7 +55,12 @@ from google.oauth2 import service_account
 
 from shipper import redact
 from shipper.http import new_session
+from shipper.jsontypes import JsonObject
 from shipper.settings import ConfigError
+
+if TYPE_CHECKING:
+    from google.auth import credentials as google_credentials
+    from google.auth import transport as google_transport
 
 SCOPE = "https://www.googleapis.com/auth/datamanager"
 DEFAULT_TOKEN_ENDPOINT = "https://oauth2.googleapis.com/token"
@@ -125,7 +130,7 @@ def credentials_from_env(env: Mapping[str, str]) -> dict[str, str] | None:
     return found
 
 
-def read_service_account(path_text: str) -> dict[str, Any]:
+def read_service_account(path_text: str) -> JsonObject:
     """The service account key at `path_text`, checked (ConfigError otherwise), its
     private key registered as a secret. Nothing of its content is ever quoted."""
     path = Path(path_text).expanduser()
@@ -220,9 +225,10 @@ class _TimedRequest:
         self._request = GoogleRequest(self._session)
         self._timeout = timeout
 
-    def __call__(self, url: str, method: str = "GET", body: Any = None,
-                 headers: Mapping[str, str] | None = None, timeout: Any = None,
-                 **kwargs: Any) -> Any:
+    def __call__(self, url: str, method: str = "GET", body: bytes | None = None,
+                 headers: Mapping[str, str] | None = None,
+                 timeout: float | tuple[float, float] | None = None,
+                 **kwargs: object) -> google_transport.Response:
         return self._request(url, method=method, body=body, headers=headers,
                              timeout=timeout or self._timeout, **kwargs)
 
@@ -235,7 +241,7 @@ class RefreshingToken(TokenSource):
 
     refreshable = True
 
-    def __init__(self, credentials: Any, description: str, hint: str,
+    def __init__(self, credentials: google_credentials.Credentials, description: str, hint: str,
                  timeout: tuple[float, float] = (10.0, 60.0)) -> None:
         super().__init__()
         self._credentials = credentials

@@ -6,7 +6,16 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
+
+
+class SessionHooks(TypedDict, total=False):
+    """The hooks a retrying session takes (`shipper.http.RetryingSession`), by keyword."""
+
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    wallclock: Callable[[], float]
+    rng: random.Random
 
 
 @dataclass(frozen=True)
@@ -16,9 +25,9 @@ class Hooks:
     wallclock: Callable[[], float] = time.time
     rng: random.Random | None = None
 
-    def for_session(self) -> dict[str, Any]:
-        injected: dict[str, Any] = {"clock": self.clock, "sleep": self.sleep,
-                                    "wallclock": self.wallclock}
+    def for_session(self) -> SessionHooks:
+        injected: SessionHooks = {"clock": self.clock, "sleep": self.sleep,
+                                  "wallclock": self.wallclock}
         if self.rng is not None:
             injected["rng"] = self.rng
         return injected

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, Unpack
 
 import requests
 import urllib3
@@ -38,6 +38,8 @@ from requests.adapters import HTTPAdapter
 
 from shipper import __version__
 from shipper.destinations.base import Request
+from shipper.hooks import SessionHooks
+from shipper.jsontypes import JsonValue
 from shipper.redact import get_logger, guard_third_party_loggers, scrub
 from shipper.retry import (
     AttemptHooks,
@@ -109,11 +111,15 @@ class Interpretation(Protocol):
     def reason(self) -> str | None: ...
 
 
+# What `interpret` made of the answer: a destination's Verdict, a StatusAnswer.
+VerdictT = TypeVar("VerdictT", bound=Interpretation)
+
+
 @dataclass(frozen=True)
-class SendResult:
+class SendResult(Generic[VerdictT]):
     """The final answer for one batch: a verdict, or why there is none."""
 
-    verdict: Any | None
+    verdict: VerdictT | None
     attempts: int
     # Set when there is no verdict: "gave_up" (budget spent; retry next run)
     # or "fatal" (no retry can help: TLS, URL).
@@ -134,7 +140,7 @@ class Answer:
     def text(self) -> str:
         return self.content.decode(self.encoding or "utf-8", errors="replace")
 
-    def payload(self) -> Any:
+    def payload(self) -> JsonValue:
         """The body as JSON; the first 1000 bytes as text when it is not JSON; None when
         empty."""
         if not self.content:
@@ -208,7 +214,8 @@ class RetryingSession:
     @classmethod
     def for_destination(cls, name: str, settings: DestinationSettings, *,
                         hooks: AttemptHooks | None = None, pool_size: int | None = None,
-                        rate_limited: bool = True, **injected: Any) -> RetryingSession:
+                        rate_limited: bool = True,
+                        **injected: Unpack[SessionHooks]) -> RetryingSession:
         """The session of a destination's settings (policy, timeouts, `concurrency`
         connections, `requests_per_second`), with the hooks and the clocks given."""
         limiter = None
@@ -231,10 +238,10 @@ class RetryingSession:
         self._session.close()
 
     def send(self, request: Request,
-             interpret: Callable[[int, Any], Interpretation]) -> SendResult:
+             interpret: Callable[[int, JsonValue], VerdictT]) -> SendResult[VerdictT]:
         """Send `request` until `interpret` gives a non-retryable answer or the budget is spent."""
 
-        def attempt(number: int) -> SendResult | Retry:
+        def attempt(number: int) -> SendResult[VerdictT] | Retry:
             try:
                 answer = self.answer(request)
             except NoAnswer as exc:
@@ -258,7 +265,7 @@ class RetryingSession:
             return SendResult(None, outcome.attempts, "gave_up", scrub(detail))
         return outcome
 
-    def retrying(self, attempt: Callable[[int], T | Retry], *, subject: Any = None
+    def retrying(self, attempt: Callable[[int], T | Retry], *, subject: Request | None = None
                  ) -> T | GaveUp:
         """`attempt(n)` under the session's policy, hooks and clocks (shipper.retry), each
         retry logged."""
@@ -319,7 +326,7 @@ def _read_body(response: requests.Response, seconds: float) -> bytes:
             raise _BadAnswer(f"the answer took longer than {seconds:g} s to arrive")
 
 
-def _snippet(payload: Any) -> str:
+def _snippet(payload: JsonValue) -> str:
     if payload is None:
         return ""
     text = scrub(payload)

@@ -10,7 +10,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from shipper.jsontypes import JsonValue
 
 # Built once: json.dumps with options builds a new encoder per call, and a run
 # fingerprints every row.
@@ -18,7 +19,7 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure
                                    allow_nan=False)
 
 
-def fingerprint(event: Any) -> str:
+def fingerprint(event: JsonValue) -> str:
     """SHA-256 hex of the canonical JSON (sorted keys, no spaces) of a wire payload."""
     return hashlib.sha256(_CANONICAL_JSON.encode(event).encode()).hexdigest()
 

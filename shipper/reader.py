@@ -32,7 +32,8 @@ class MartError(Exception):
 
 
 def fetch_one(con: duckdb.DuckDBPyConnection, sql: str,
-              params: Mapping[str, Any] | Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+              params: Mapping[str, object] | Sequence[object] | None = None,
+              ) -> tuple[Any, ...] | None:
     """The first row of `sql`, with the result read to its end: a result left open
     (`fetchone`) keeps its transaction open, and an open transaction keeps DuckDB from
     checkpointing the ledger, whose memory then grows with every outcome written."""
@@ -162,7 +163,7 @@ def open_reader(spill: Path, memory_limit: str | None) -> duckdb.DuckDBPyConnect
     return con
 
 
-def stream_batches(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None,
+def stream_batches(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, object] | None,
                    rows_per_batch: int) -> Iterator[pa.RecordBatch]:
     """Run `sql` and yield its result `rows_per_batch` rows at a time."""
     relation = con.sql(sql, params=dict(params) if params else None)

@@ -130,7 +130,8 @@ class GaveUp:
 
 class AttemptHooks(Protocol):
     """What a caller may do around each attempt; `subject` is what is retried (the
-    HTTP session passes the request)."""
+    HTTP session passes the request). It stays `Any`: each caller retries its own kind
+    of thing, and a hook (Klaviyo's) takes the caller's kind, not any object."""
 
     def before_attempt(self, subject: Any) -> None: ...
 
@@ -153,7 +154,7 @@ class Retrier:
         self.hooks = hooks
         self.wait_may_end_past_budget = wait_may_end_past_budget
 
-    def run(self, attempt: Callable[[int], T | Retry], *, subject: Any = None,
+    def run(self, attempt: Callable[[int], T | Retry], *, subject: object = None,
             on_retry: Callable[[Retry, float, int], None] | None = None) -> T | GaveUp:
         """Call `attempt(n)` for n = 1, 2, ... until it returns something else than a
         `Retry` (returned as it is) or the policy gives up (`GaveUp`). An exception from
@@ -204,7 +205,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def wait_from_headers(headers: Mapping[str, Any], now: float) -> float | None:
+def wait_from_headers(headers: Mapping[str, str], now: float) -> float | None:
     """The wait a response asks for: `Retry-After`, else the rate-limit headers
     some platforms send instead (Braze: `X-RateLimit-Reset`, a unix time).
     `now` is the wall clock (unix seconds)."""

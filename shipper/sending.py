@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from shipper.destinations.base import ACCEPTED, RowOutcome, Rows, Verdict
 from shipper.http import RetryingSession, SendResult
+from shipper.jsontypes import JsonValue
 from shipper.ledger import Outcomes
 from shipper.redact import get_logger, scrub
 
@@ -73,7 +74,7 @@ class HttpSender:
         # "retry" cannot reach here (the session retries it); treat anything else as failed.
         return BatchResult(all_rows(rows, "failed", reason, attempts))
 
-    def _follow(self, result: SendResult, rows: Rows) -> SendResult:
+    def _follow(self, result: SendResult[Verdict], rows: Rows) -> SendResult[Verdict]:
         """An asynchronous job (Klaviyo's import): ask about it until it is settled; the
         last answer. The follow-up requests carry no rows, so they do not count as
         attempts (the caller keeps the first answer's)."""
@@ -111,15 +112,15 @@ class HttpSender:
         return _merge(first, second, attempts)
 
 
-def _parser(destination: RestDestination, rows: Rows) -> Callable[[int, object], Verdict]:
-    def parse(status: int, body: object) -> Verdict:
+def _parser(destination: RestDestination, rows: Rows) -> Callable[[int, JsonValue], Verdict]:
+    def parse(status: int, body: JsonValue) -> Verdict:
         return destination.parse_response(status, body, rows)
     return parse
 
 
 def _follow_up_parser(destination: RestDestination, handle: object,
-                      rows: Rows) -> Callable[[int, object], Verdict]:
-    def parse(status: int, body: object) -> Verdict:
+                      rows: Rows) -> Callable[[int, JsonValue], Verdict]:
+    def parse(status: int, body: JsonValue) -> Verdict:
         return destination.parse_follow_up(status, body, handle, rows)
     return parse
 

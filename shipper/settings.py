@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from shipper import redact
+
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -41,7 +43,7 @@ def check_secret(env_name: str, value: str) -> None:
                           "again without one.")
 
 
-def setting(default: Any, help: str, *, env: str | None = None) -> Any:
+def setting(default: T, help: str, *, env: str | None = None) -> T:
     """Declare a setting with its default, its description and an optional extra env name."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults")

@@ -58,14 +58,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
+import duckdb
 import pyarrow as pa
 from uid2_client import IdentityMapV3Input, Uid2Response
 from uid2_client.request_response_util import auth_headers, create_envelope, parse_response
 
 from shipper.destinations.base import PrepareError, Request
+from shipper.hooks import SessionHooks
 from shipper.http import Answer, NoAnswer, RetryingSession
+from shipper.jsontypes import JsonValue
 from shipper.redact import get_logger, scrub
 from shipper.retry import GaveUp, Retry, retryable_status
 from shipper.settings import DestinationSettings
@@ -130,7 +133,7 @@ def utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
 
 
-def refresh_time(value: Any) -> dt.datetime:
+def refresh_time(value: JsonValue) -> dt.datetime:
     """UID2's `r` (seconds per the SDKs, milliseconds per the reference) as naive UTC."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"refresh timestamp {value!r} is not a number")
@@ -155,7 +158,8 @@ class IdentityMapService:
 
     @classmethod
     def for_settings(cls, base_url: str, api_key: str, secret_key: str, name: str,
-                     settings: DestinationSettings, **injected: Any) -> IdentityMapService:
+                     settings: DestinationSettings,
+                     **injected: Unpack[SessionHooks]) -> IdentityMapService:
         """The service over `RetryingSession.for_destination(settings)`, on one connection
         (UID2 asks for batches one after the other, never in parallel) and outside the
         destination's `requests_per_second`."""
@@ -248,7 +252,7 @@ def identity_map_input(keys: Sequence[Key]) -> tuple[IdentityMapV3Input, dict[st
     return request_input, order
 
 
-def read_identity_map(body: Any, order: Mapping[str, list[Key]]) -> dict[Key, Uid2Mapping]:
+def read_identity_map(body: object, order: Mapping[str, list[Key]]) -> dict[Key, Uid2Mapping]:
     """Each answer sits at the index of its hash in the request array of its type."""
     if not isinstance(body, dict):
         raise PrepareError("the UID2 identity-map answer has no body")
@@ -304,7 +308,7 @@ def _error_message(answer: Answer) -> str:
 class MappingCache:
     """The `uid2_mappings` table of the ledger."""
 
-    def __init__(self, con: Any) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         con.execute(_CACHE_SCHEMA)
 

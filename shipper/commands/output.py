@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 
-def printable(value: Any) -> str:
+def printable(value: object) -> str:
     """A cell as text with control characters escaped: a platform's message or a mart
     value must not move the cursor or recolour the terminal."""
     text = str(value)
@@ -17,7 +16,7 @@ def printable(value: Any) -> str:
                    else f"\\x{ord(char):02x}" for char in text)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = ([[printable(value) for value in headers]]
              + [[printable(value) for value in row] for row in rows])
     widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]

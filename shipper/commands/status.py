@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import duckdb
 
@@ -21,11 +21,11 @@ from shipper.commands.common import check_known
 from shipper.commands.output import table, time_cell
 from shipper.config import Config, ConfigError
 from shipper.hooks import Hooks
+from shipper.jsontypes import JsonValue
 from shipper.ledger import Ledger, set_memory_limit
+from shipper.ledger.connection import Row
 from shipper.reader import MartError, source_from_settings
 from shipper.redact import scrub
-
-Row = dict[str, Any]
 
 # The mart column that names the order a row is (every event mart but The Trade
 # Desk's per-identifier keys has it; profile marts have none). Not PII: it is the
@@ -176,7 +176,7 @@ _RUN_COUNTS = ("rows_read", "rows_skipped", "rows_sent", "rows_accepted", "rows_
                "rows_failed")
 
 
-def _as_json(report: StatusReport) -> dict[str, Any]:
+def _as_json(report: StatusReport) -> dict[str, object]:
     """The tables' information as one document (times in ISO 8601, UTC)."""
     runs = [{**run, "status": _run_status(run["status"])} for run in report.runs]
     return {
@@ -191,7 +191,7 @@ def _as_json(report: StatusReport) -> dict[str, Any]:
     }
 
 
-def _json_value(value: Any) -> Any:
+def _json_value(value: object) -> JsonValue:
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
     if isinstance(value, (dt.date, dt.time)):

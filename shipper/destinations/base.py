@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
 
+from shipper.jsontypes import JsonValue
 from shipper.settings import DestinationSettings, secrets_from_env
 
 if TYPE_CHECKING:
@@ -76,11 +77,18 @@ class _Payloads:
 
 PAYLOADS = _Payloads()
 
+# An envelope's template (see `envelope`): JSON values, with PAYLOADS where the batch's
+# payloads go.
+Template: TypeAlias = (
+    None | bool | int | float | str | _Payloads
+    | list["Template"] | tuple["Template", ...] | Mapping[str, "Template"]
+)
+
 # Built once: json.dumps with options builds a new encoder per call.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def envelope(template: Any, payloads: Sequence[Payload]) -> bytes:
+def envelope(template: Template, payloads: Sequence[Payload]) -> bytes:
     """The request body: `template` as compact JSON, with the JSON array of `payloads`
     (each already JSON text, written byte for byte) where `PAYLOADS` stands.
 
@@ -93,7 +101,7 @@ def envelope(template: Any, payloads: Sequence[Payload]) -> bytes:
     return b"".join(parts)
 
 
-def _encode(value: Any, payloads: Sequence[Payload], parts: list[Payload]) -> None:
+def _encode(value: Template, payloads: Sequence[Payload], parts: list[Payload]) -> None:
     if value is PAYLOADS:
         parts.append(b"[")
         parts.append(b",".join(payloads))
@@ -128,6 +136,7 @@ class Rows:
     # The mart's payload fingerprint where the row has one (profiles), else None until
     # something needs it (a rejected event, a prepare step that rewrites payloads).
     fingerprints: list[str | None] = field(default_factory=list)
+    # Mart values, of whatever SQL type the module's column has (`to_pylist`).
     extra: dict[str, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -143,7 +152,7 @@ class Rows:
                     [self.fingerprints[i] for i in indices],
                     {name: [values[i] for i in indices] for name, values in self.extra.items()})
 
-    def parsed(self) -> list[Any]:
+    def parsed(self) -> list[JsonValue]:
         """The payloads as Python values, for a module that reads into its events (to
         place a per-row error); the hot path never calls this."""
         return [json.loads(bytes(payload)) for payload in self.payloads]
@@ -186,7 +195,8 @@ class Verdict:
     kind: str
     reason: str | None = None
     rows: tuple[RowOutcome, ...] = ()
-    follow_up: Any = None
+    # What the module's follow_up_request needs (Klaviyo: the job); only it reads it.
+    follow_up: object = None
     wait: float = 0.0
 
     @property
@@ -218,7 +228,7 @@ class Verdict:
         return cls("fatal", reason)
 
     @classmethod
-    def pending(cls, follow_up: Any, wait: float = 0.0, reason: str | None = None) -> Verdict:
+    def pending(cls, follow_up: object, wait: float = 0.0, reason: str | None = None) -> Verdict:
         return cls("pending", reason, follow_up=follow_up, wait=wait)
 
 
@@ -317,7 +327,7 @@ EVENTS = "events"
 PROFILES = "profiles"
 
 
-def not_the_platforms(title: str, status: int, body: Any) -> Verdict:
+def not_the_platforms(title: str, status: int, body: JsonValue) -> Verdict:
     """An answer without the platform's own success or error body (a proxy's HTML page,
     an empty or cut-off body): nothing says what happened to the events.
 
@@ -333,7 +343,7 @@ def not_the_platforms(title: str, status: int, body: Any) -> Verdict:
     return Verdict.fatal(f"{what}: check base_url, and any proxy between here and {title}")
 
 
-def describe_body(body: Any) -> str:
+def describe_body(body: JsonValue) -> str:
     """A few words on an answer's body, for a reason."""
     if body is None:
         return "an empty body"
@@ -344,7 +354,7 @@ def describe_body(body: Any) -> str:
     return "a JSON body of another shape"
 
 
-def json_error_field(body: Any, *path: str) -> Any:
+def json_error_field(body: JsonValue, *path: str) -> JsonValue:
     """body[path0][path1]... or None when the body is not shaped that way."""
     current = body
     for key in path:

@@ -46,9 +46,9 @@ the changed one (the ledger keeps fingerprints, not previous values).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from shipper.destinations.base import (
     PAYLOADS,
@@ -64,6 +64,7 @@ from shipper.destinations.base import (
     register,
 )
 from shipper.destinations.rest import RestDestination
+from shipper.jsontypes import JsonValue
 from shipper.settings import ConfigError, DestinationSettings, setting
 
 INSTANCE_PLACEHOLDER = "{instance}"
@@ -125,8 +126,8 @@ class Braze(RestDestination):
     settings: BrazeSettings
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
-                 *args: Any, **kwargs: Any) -> None:
-        super().__init__(settings, credentials, *args, **kwargs)
+                 now: Callable[[], float] = time.time) -> None:
+        super().__init__(settings, credentials, now)
         self.settings = _for_endpoint(self.settings)
         if credentials and INSTANCE_PLACEHOLDER in self.settings.base_url \
                 and not self.settings.instance:
@@ -159,7 +160,7 @@ class Braze(RestDestination):
         # /users/track documents only its object limit.
         return self.settings.bulk_max_request_bytes if self.bulk else None
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         message = json_error_field(body, "message")
         if not isinstance(message, str):
             # Braze answers in its own envelope, success or error; not this.
@@ -194,7 +195,7 @@ class Braze(RestDestination):
             return Verdict.reject_batch(reason)
         return Verdict.retry(f"unexpected answer from Braze: {reason}")
 
-    def _per_object(self, errors: list[Any], count: int) -> Verdict:
+    def _per_object(self, errors: list[JsonValue], count: int) -> Verdict:
         outcomes = [RowOutcome("accepted")] * count
         unplaced: list[str] = []
         for error in errors:
@@ -244,7 +245,7 @@ def _for_endpoint(settings: BrazeSettings) -> BrazeSettings:
     )
 
 
-def _error_text(error: Any) -> str:
+def _error_text(error: JsonValue) -> str:
     if isinstance(error, Mapping):
         return str(error.get("type") or error.get("message") or error)
     return str(error)

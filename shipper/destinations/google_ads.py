@@ -66,9 +66,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shipper.destinations.base import (
     PAYLOADS,
@@ -78,6 +79,7 @@ from shipper.destinations.base import (
     Request,
     RowOutcome,
     Rows,
+    Template,
     Verdict,
     envelope,
     json_error_field,
@@ -101,6 +103,7 @@ from shipper.google_auth import (
     token_source,
 )
 from shipper.google_auth import credentials_from_env as google_credentials_from_env
+from shipper.jsontypes import JsonValue
 from shipper.ledger import STORAGE_ERRORS
 from shipper.redact import get_logger, scrub
 from shipper.settings import ConfigError, DestinationSettings, setting
@@ -194,8 +197,8 @@ class GoogleAds(RestDestination):
     settings: GoogleAdsSettings
 
     def __init__(self, settings: DestinationSettings, credentials: Mapping[str, str] | None,
-                 *args: Any, **kwargs: Any) -> None:
-        super().__init__(settings, credentials, *args, **kwargs)
+                 now: Callable[[], float] = time.time) -> None:
+        super().__init__(settings, credentials, now)
         _check_settings(self.settings)
         self._tokens: TokenSource | None = None
         self._ledger: Ledger | None = None
@@ -225,7 +228,7 @@ class GoogleAds(RestDestination):
 
     def build_request(self, payloads: Sequence[Payload]) -> Request:
         url = f"{self.base_url}/{self.settings.api_version}/events:ingest"
-        destination: dict[str, Any] = {
+        destination: dict[str, Template] = {
             "operatingAccount": {
                 "accountType": "GOOGLE_ADS",
                 "accountId": account_id(self.settings.customer_id or ""),
@@ -237,7 +240,7 @@ class GoogleAds(RestDestination):
                 "accountType": "GOOGLE_ADS",
                 "accountId": account_id(self.settings.login_customer_id),
             }
-        template: dict[str, Any] = {
+        template: dict[str, Template] = {
             "destinations": [destination],
             "events": PAYLOADS,
             "encoding": "HEX",
@@ -247,7 +250,7 @@ class GoogleAds(RestDestination):
         headers = self._headers({"Content-Type": "application/json"})
         return Request("POST", url, headers, envelope(template, payloads))
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         if self._tokens is not None and status != 401:
             self._tokens.taken(self._tokens.last_used())
         if 200 <= status < 300:
@@ -377,7 +380,7 @@ class GoogleAds(RestDestination):
         return statuses.check(ledger, hooks, self.settings, wait=wait)
 
 
-def _mode_mismatch(store_sales: bool, flags: Sequence[Any]) -> str:
+def _mode_mismatch(store_sales: bool, flags: Sequence[object]) -> str:
     if store_sales:
         return ("store_sales is on for google_ads, but google_ads_conversions was not built for "
                 "store sales: rebuild it with the dbt var google_ads_store_sales: true, or set "

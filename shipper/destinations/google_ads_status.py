@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shipper.destinations.base import Request, json_error_field
 from shipper.google_auth import TokenSource
 from shipper.http import RetryingSession
+from shipper.jsontypes import JsonValue
 from shipper.ledger import utcnow
+from shipper.settings import DestinationSettings
 
 if TYPE_CHECKING:
     from shipper.hooks import Hooks
@@ -111,7 +113,7 @@ class RequestStatuses:
         self._tokens = tokens
         self._hint = hint
 
-    def check(self, ledger: Ledger, hooks: Hooks, session_settings: Any, *,
+    def check(self, ledger: Ledger, hooks: Hooks, session_settings: DestinationSettings, *,
               wait: bool) -> StatusCheck:
         """Ask Google about the requests without a final status (with `wait`, only those
         sent status_check_after_minutes ago or more) and record each answer."""
@@ -161,12 +163,12 @@ class RequestStatuses:
         return Request("GET", url, self._headers({"Accept": "application/json"}), None,
                        {"requestId": request_id})
 
-    def _reader(self, request_id: str) -> Callable[[int, Any], StatusAnswer]:
-        def read(status: int, body: Any) -> StatusAnswer:
+    def _reader(self, request_id: str) -> Callable[[int, JsonValue], StatusAnswer]:
+        def read(status: int, body: JsonValue) -> StatusAnswer:
             return self._read(status, body, request_id)
         return read
 
-    def _read(self, status: int, body: Any, request_id: str) -> StatusAnswer:
+    def _read(self, status: int, body: JsonValue, request_id: str) -> StatusAnswer:
         tokens = self._tokens
         if tokens is not None and status != 401:
             tokens.taken(tokens.last_used())
@@ -192,7 +194,7 @@ class RequestStatuses:
         return StatusAnswer(True, f"unexpected HTTP {status} from Google: {reason}")
 
 
-def settle(request_id: str, entries: list[Any]) -> StatusAnswer:
+def settle(request_id: str, entries: list[JsonValue]) -> StatusAnswer:
     """What RetrieveRequestStatusResponse.requestStatusPerDestination says about the
     request (this destination sends one Destination per request), for the ledger."""
     statuses = [str(entry.get("requestStatus") or _UNKNOWN)
@@ -214,7 +216,7 @@ def settle(request_id: str, entries: list[Any]) -> StatusAnswer:
     return StatusAnswer(False, text, overall, _failed_rows_status(set(errors)), rows_reason)
 
 
-def _tally(entries: list[Any]) -> tuple[Counter[str], Counter[str], int]:
+def _tally(entries: list[JsonValue]) -> tuple[Counter[str], Counter[str], int]:
     """The error and warning counts by reason over every destination's entry, and the
     largest record count any entry names."""
     errors: Counter[str] = Counter()
@@ -225,7 +227,9 @@ def _tally(entries: list[Any]) -> tuple[Counter[str], Counter[str], int]:
             continue
         for counts, key in ((errors, ("errorInfo", "errorCounts")),
                             (warnings, ("warningInfo", "warningCounts"))):
-            for item in json_error_field(entry, *key) or ():
+            # A list, as Google documents it, iterated unchecked.
+            found: Any = json_error_field(entry, *key) or ()
+            for item in found:
                 if isinstance(item, Mapping):
                     counts[str(item.get("reason") or "UNSPECIFIED")] += _count(
                         item.get("recordCount"))
@@ -261,14 +265,18 @@ def _failed_rows_status(reasons: set[str]) -> str | None:
     return "rejected"
 
 
-def _count(value: Any) -> int:
+def _count(value: JsonValue) -> int:
     """A proto3 JSON int64: a number, or its decimal text."""
+    if not isinstance(value, (int, float, str)):  # int() of anything else: TypeError
+        return 0
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except ValueError:
         return 0
 
 
+# Google's error object is walked as Google documents it: `details` and `fieldViolations`
+# are lists, iterated unchecked.
 def violations(error: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (field, description) pairs of a google.rpc.BadRequest detail."""
     found = []

@@ -68,7 +68,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from shipper.destinations.base import (
@@ -79,6 +79,7 @@ from shipper.destinations.base import (
     Request,
     RowOutcome,
     Rows,
+    Template,
     Verdict,
     envelope,
     json_error_field,
@@ -86,6 +87,7 @@ from shipper.destinations.base import (
     register,
 )
 from shipper.destinations.rest import RestDestination
+from shipper.jsontypes import JsonObject, JsonValue
 from shipper.pacing import EndpointPacers, Limit
 from shipper.redact import get_logger
 from shipper.retry import AttemptHooks
@@ -234,7 +236,7 @@ class Klaviyo(RestDestination):
         return headers
 
     def build_request(self, payloads: Sequence[Payload]) -> Request:
-        job: dict[str, Any] = {
+        job: dict[str, Template] = {
             "type": "profile-bulk-import-job",
             "attributes": {"profiles": {"data": PAYLOADS}},
         }
@@ -245,7 +247,7 @@ class Klaviyo(RestDestination):
         return Request("POST", f"{self.base_url}/api/profile-bulk-import-jobs",
                        self._headers(True), body)
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         if status in (200, 201, 202):
             job_id = json_error_field(body, "data", "id")
             if not job_id:
@@ -268,15 +270,16 @@ class Klaviyo(RestDestination):
 
     # -- the job, after the 202 -------------------------------------------------------------
 
-    def follow_up_request(self, follow_up: Any, rows: Rows) -> Request:
-        poll: _Poll = follow_up
+    def follow_up_request(self, follow_up: object, rows: Rows) -> Request:
+        poll = cast(_Poll, follow_up)  # what parse_response and parse_follow_up hand over
         if poll.errors_url is None:
             return Request("GET", f"{self.base_url}/api/profile-bulk-import-jobs/{poll.job_id}",
                            self._headers(False), None)
         return Request("GET", poll.errors_url, self._headers(False), None)
 
-    def parse_follow_up(self, status: int, body: Any, follow_up: Any, rows: Rows) -> Verdict:
-        poll: _Poll = follow_up
+    def parse_follow_up(self, status: int, body: JsonValue, follow_up: object,
+                        rows: Rows) -> Verdict:
+        poll = cast(_Poll, follow_up)
         if status in (401, 403):
             return Verdict.fatal(f"Klaviyo refused the API key while reading job {poll.job_id}: "
                                  f"{_errors_text(body, status)}; check KLAVIYO_API_KEY "
@@ -288,9 +291,10 @@ class Klaviyo(RestDestination):
             return self._job_status(body, poll, rows)
         return self._import_errors(body, poll, rows)
 
-    def _job_status(self, body: Any, poll: _Poll, rows: Rows) -> Verdict:
-        attributes = json_error_field(body, "data", "attributes") or {}
-        state = attributes.get("status") if isinstance(attributes, Mapping) else None
+    def _job_status(self, body: JsonValue, poll: _Poll, rows: Rows) -> Verdict:
+        found = json_error_field(body, "data", "attributes")
+        attributes = found if isinstance(found, Mapping) else {}
+        state = attributes.get("status")
         if state in ("queued", "processing"):
             settings = self.settings
             if poll.waited >= settings.poll_timeout_seconds:
@@ -302,7 +306,8 @@ class Klaviyo(RestDestination):
                        settings.poll_timeout_seconds - poll.waited)
             return Verdict.pending(poll.next_poll(wait), wait=wait)
         if state == "complete":
-            failed = attributes.get("failed_count") or 0
+            # A count, as Klaviyo documents it; given to int() unchecked.
+            failed: Any = attributes.get("failed_count") or 0
             if not failed:
                 return Verdict.per_row([RowOutcome("accepted", f"Klaviyo job {poll.job_id}")]
                                        * len(rows))
@@ -311,18 +316,20 @@ class Klaviyo(RestDestination):
             return Verdict.pending(poll.read_errors(first_page, int(failed)))
         return self._all_pending(rows, f"job {poll.job_id} is {state or 'in an unknown state'}")
 
-    def _import_errors(self, body: Any, poll: _Poll, rows: Rows) -> Verdict:
+    def _import_errors(self, body: JsonValue, poll: _Poll, rows: Rows) -> Verdict:
         found = dict(poll.found or {})
         unplaced = poll.unplaced
-        sent: list[Any] = []
+        sent: list[JsonValue] = []
 
-        def profiles() -> list[Any]:
+        def profiles() -> list[JsonValue]:
             # The job's profiles as sent, parsed only when an error names none by pointer.
             if not sent and len(rows):
                 sent.extend(rows.parsed())
             return sent
 
-        for item in json_error_field(body, "data") or ():
+        # A list, as Klaviyo documents it, iterated unchecked.
+        items: Any = json_error_field(body, "data") or ()
+        for item in items:
             attributes = json_error_field(item, "attributes")
             if not isinstance(attributes, Mapping):
                 unplaced += 1
@@ -402,8 +409,8 @@ def _endpoint(request: Request) -> str:
     return READ_JOB
 
 
-def _profile_index(attributes: Mapping[str, Any], count: int,
-                   profiles: Callable[[], Sequence[Any]]) -> int | None:
+def _profile_index(attributes: JsonObject, count: int,
+                   profiles: Callable[[], Sequence[JsonValue]]) -> int | None:
     """Which of the job's `count` profiles an import error is about, or None.
     `profiles()` gives the profiles as sent (parsed payloads), read only when the
     error has no usable pointer."""
@@ -415,7 +422,7 @@ def _profile_index(attributes: Mapping[str, Any], count: int,
     payload = attributes.get("original_payload")
     if isinstance(payload, Mapping):
         nested = payload.get("attributes")
-        original: Mapping[str, Any] = nested if isinstance(nested, Mapping) else payload
+        original: Mapping[str, JsonValue] = nested if isinstance(nested, Mapping) else payload
         for key in ("external_id", "email", "phone_number"):
             value = original.get(key)
             if not value:
@@ -426,7 +433,7 @@ def _profile_index(attributes: Mapping[str, Any], count: int,
     return None
 
 
-def _errors_text(body: Any, status: int) -> str:
+def _errors_text(body: JsonValue, status: int) -> str:
     errors = json_error_field(body, "errors")
     if isinstance(errors, list) and errors:
         parts = []

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from shipper.destinations.base import (
@@ -44,6 +43,7 @@ from shipper.destinations.base import (
     Payload,
     Request,
     Rows,
+    Template,
     Verdict,
     envelope,
     json_error_field,
@@ -51,6 +51,7 @@ from shipper.destinations.base import (
     register,
 )
 from shipper.destinations.rest import RestDestination
+from shipper.jsontypes import JsonValue
 from shipper.settings import DestinationSettings, setting
 
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80004})
@@ -94,7 +95,7 @@ class Meta(RestDestination):
     def build_request(self, payloads: Sequence[Payload]) -> Request:
         dataset = quote(self.settings.dataset_id or "unset-dataset-id", safe="")
         url = f"{self.base_url}/{self.settings.api_version}/{dataset}/events"
-        template: dict[str, Any] = {"data": PAYLOADS}
+        template: dict[str, Template] = {"data": PAYLOADS}
         if self.settings.test_event_code:
             template["test_event_code"] = self.settings.test_event_code
         if self.settings.partner_agent:
@@ -103,7 +104,7 @@ class Meta(RestDestination):
         return Request("POST", url, {"Content-Type": "application/json"},
                        envelope(template, payloads), params={"access_token": token})
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         error = json_error_field(body, "error")
         if 200 <= status < 300 and not error:
             # Meta's success names how many events it took; anything else (an HTML page,
@@ -142,8 +143,10 @@ class Meta(RestDestination):
         return Verdict.retry(f"unexpected HTTP {status} from Meta: {reason}")
 
 
-def _as_int(value: Any) -> int | None:
+def _as_int(value: JsonValue) -> int | None:
+    if not isinstance(value, (int, float, str)):  # int() of anything else: TypeError
+        return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except ValueError:
         return None

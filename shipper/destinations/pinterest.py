@@ -44,7 +44,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from shipper.destinations.base import (
@@ -60,6 +59,7 @@ from shipper.destinations.base import (
     register,
 )
 from shipper.destinations.rest import RestDestination
+from shipper.jsontypes import JsonValue
 from shipper.settings import DestinationSettings, setting
 
 
@@ -104,7 +104,7 @@ class Pinterest(RestDestination):
         return Request("POST", url, headers, envelope({"data": PAYLOADS}, payloads),
                        params=params)
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         statuses = json_error_field(body, "events")
         if status in (200, 422) and isinstance(statuses, list):
             if len(statuses) == len(rows):
@@ -136,7 +136,7 @@ class Pinterest(RestDestination):
             return Verdict.reject_batch(reason)
         return Verdict.retry(f"unexpected answer from Pinterest: {reason}")
 
-    def _outcome(self, entry: Any) -> RowOutcome:
+    def _outcome(self, entry: JsonValue) -> RowOutcome:
         if isinstance(entry, Mapping) and entry.get("status") == "failed":
             return RowOutcome("rejected", str(entry.get("error_message") or "failed"))
         if self.settings.test_mode:

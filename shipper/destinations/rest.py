@@ -22,6 +22,7 @@ from shipper.destinations.base import (
     Rows,
     Verdict,
 )
+from shipper.jsontypes import JsonValue
 
 if TYPE_CHECKING:
     from shipper.retry import AttemptHooks
@@ -67,18 +68,19 @@ class RestDestination(Destination):
         """One request carrying `payloads` (use `envelope`), credentials outside the body."""
         raise NotImplementedError
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         """Turn the platform's answer (`body` is parsed JSON, or text) into a verdict
         about the rows the request carried."""
         raise NotImplementedError
 
     # -- asynchronous platforms (a job to poll after the send) ------------------------------
 
-    def follow_up_request(self, follow_up: Any, rows: Rows) -> Request:
+    def follow_up_request(self, follow_up: object, rows: Rows) -> Request:
         """The request that asks about a pending job (`Verdict.pending(follow_up)`)."""
         raise NotImplementedError
 
-    def parse_follow_up(self, status: int, body: Any, follow_up: Any, rows: Rows) -> Verdict:
+    def parse_follow_up(self, status: int, body: JsonValue, follow_up: object,
+                        rows: Rows) -> Verdict:
         """Turn the answer to `follow_up_request` into a verdict (or another pending)."""
         raise NotImplementedError
 

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from shipper.destinations.base import (
@@ -77,6 +76,7 @@ from shipper.destinations.base import (
     register,
 )
 from shipper.destinations.rest import RestDestination
+from shipper.jsontypes import JsonValue
 from shipper.settings import DestinationSettings, setting
 
 # Words in an INVALID reason that mean our credentials or pixel, not an event, are wrong.
@@ -130,7 +130,7 @@ class Snapchat(RestDestination):
         return Request("POST", url, {"Content-Type": "application/json"},
                        envelope({"data": PAYLOADS}, payloads), params={"access_token": token})
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         snap_status = json_error_field(body, "status")
         if snap_status not in ("VALID", "INVALID"):
             # Snap's answers say VALID or INVALID: anything else (a proxy's page, a
@@ -163,12 +163,13 @@ class Snapchat(RestDestination):
             return Verdict.reject_batch(reason)
         return Verdict.retry(f"unexpected answer from Snapchat: {reason}")
 
-    def _outcomes(self, logs: list[Any]) -> list[RowOutcome]:
+    def _outcomes(self, logs: list[JsonValue]) -> list[RowOutcome]:
         # Each entry names its event by index (`event`): when every entry names a
         # different one, that decides; otherwise the entries are taken in request order.
         indexes = [json_error_field(entry, "event") for entry in logs]
-        if sorted(i for i in indexes if type(i) is int) == list(range(len(logs))):
-            logs = [entry for _, entry in sorted(zip(indexes, logs, strict=True),
+        numbers = [i for i in indexes if type(i) is int]
+        if sorted(numbers) == list(range(len(logs))):  # then numbers == indexes
+            logs = [entry for _, entry in sorted(zip(numbers, logs, strict=True),
                                                  key=lambda pair: pair[0])]
         outcomes = []
         for entry in logs:
@@ -186,7 +187,7 @@ class Snapchat(RestDestination):
                                        "nothing; sent for real once test_mode is off")
 
 
-def _messages(entry: Any) -> str | None:
+def _messages(entry: JsonValue) -> str | None:
     """Snap's error messages (and codes) of an answer or of one event's log."""
     errors = json_error_field(entry, "errors")
     messages = json_error_field(errors, "error_msgs")
@@ -197,7 +198,7 @@ def _messages(entry: Any) -> str | None:
     return text or None
 
 
-def _reason(body: Any, status: int) -> str:
+def _reason(body: JsonValue, status: int) -> str:
     reason = json_error_field(body, "reason")
     details = _messages(body)
     text = str(reason) if reason else "no reason"

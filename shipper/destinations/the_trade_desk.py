@@ -51,7 +51,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from shipper.destinations.base import (
     PAYLOADS,
@@ -61,12 +60,14 @@ from shipper.destinations.base import (
     Request,
     RowOutcome,
     Rows,
+    Template,
     Verdict,
     envelope,
     not_the_platforms,
     register,
 )
 from shipper.destinations.rest import RestDestination
+from shipper.jsontypes import JsonValue
 from shipper.redact import get_logger, scrub
 from shipper.settings import ConfigError, DestinationSettings, setting
 from shipper.uid2 import MAX_HASHES_PER_REQUEST, IdentityMapService, MappingCache, Uid2Mapper
@@ -206,7 +207,7 @@ class TheTradeDesk(RestDestination):
     # -- the destination ------------------------------------------------------------------
 
     def build_request(self, payloads: Sequence[Payload]) -> Request:
-        template = {"DataProviderId": self.settings.data_provider_id, "Items": PAYLOADS}
+        template: dict[str, Template] = {"DataProviderId": self.settings.data_provider_id, "Items": PAYLOADS}
         headers = {
             "Content-Type": "application/json",
             "TTD-Auth": self.credentials.get("TTD_AUTH_TOKEN", ""),
@@ -214,7 +215,7 @@ class TheTradeDesk(RestDestination):
         return Request("POST", f"{self.base_url}/providerapi/offlineconversion", headers,
                        envelope(template, payloads))
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         failed_lines = body.get("FailedLines") if isinstance(body, Mapping) else None
         if failed_lines is not None and not isinstance(failed_lines, list):
             failed_lines = None
@@ -241,9 +242,9 @@ class TheTradeDesk(RestDestination):
             f"unexpected HTTP {status} from The Trade Desk ({detail}): check base_url "
             "(TTD_BASE_URL)")
 
-    def _read_failed_lines(self, lines: list[Any], rows: Rows, status: int) -> Verdict:
+    def _read_failed_lines(self, lines: list[JsonValue], rows: Rows, status: int) -> Verdict:
         outcomes: dict[int, str] = {}
-        items: list[Any] = []
+        items: list[Mapping[str, JsonValue]] = []
         for line in lines:
             if not isinstance(line, Mapping):
                 return Verdict.reject_batch(f"The Trade Desk answered a failed line {line!r}")
@@ -281,7 +282,7 @@ def _splice(members: bytes, payload: Payload) -> bytes | None:
     return members + b"," + rest
 
 
-def _line_index(line: Mapping[str, Any], count: int, items: list[Any],
+def _line_index(line: Mapping[str, JsonValue], count: int, items: list[Mapping[str, JsonValue]],
                 rows: Rows) -> int | None:
     """The index of the item a failed line is about, or None when it is not one item.
     `items` caches the request's items, parsed from `rows` only when a line has no
@@ -308,7 +309,7 @@ def _line_index(line: Mapping[str, Any], count: int, items: list[Any],
     return None
 
 
-def _message(body: Any) -> str:
+def _message(body: JsonValue) -> str:
     if isinstance(body, Mapping):
         for key in ("Message", "message", "error"):
             if body.get(key):

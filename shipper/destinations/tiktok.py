@@ -22,19 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from shipper.destinations.base import (
     PAYLOADS,
     Payload,
     Request,
     Rows,
+    Template,
     Verdict,
     envelope,
     not_the_platforms,
     register,
 )
 from shipper.destinations.rest import RestDestination
+from shipper.jsontypes import JsonValue
 from shipper.settings import DestinationSettings, setting
 
 
@@ -67,7 +68,7 @@ class TikTok(RestDestination):
 
     def build_request(self, payloads: Sequence[Payload]) -> Request:
         url = f"{self.base_url}/open_api/{self.settings.api_version}/event/track/"
-        template: dict[str, Any] = {
+        template: dict[str, Template] = {
             "event_source": "offline",
             "event_source_id": self.settings.event_source_id,
         }
@@ -80,7 +81,7 @@ class TikTok(RestDestination):
         }
         return Request("POST", url, headers, envelope(template, payloads))
 
-    def parse_response(self, status: int, body: Any, rows: Rows) -> Verdict:
+    def parse_response(self, status: int, body: JsonValue, rows: Rows) -> Verdict:
         if status == 200 and isinstance(body, Mapping) and "code" in body:
             code = body.get("code")
             if code == 0:

@@ -49,7 +49,9 @@ _ROWS_SCHEMA = pa.schema([("delivery_key", pa.string()), ("fingerprint", pa.stri
 
 # A file's recorded rows, a chunk at a time: their keys and their fingerprints.
 Chunk = tuple[list[str], list[str | None]]
-FileRecord = dict[str, Any]  # a row of `files`, by column name
+# A row of `files`, by column name; each value is of its column's SQL type (DuckDB's rows
+# are typed Any).
+FileRecord = dict[str, Any]
 
 
 class FileJournal:

@@ -31,10 +31,15 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from shipper.redact import get_logger
 from shipper.retry import GaveUp, Retrier, Retry, RetryPolicy
+
+if TYPE_CHECKING:  # paramiko is imported where it is used: `ship` commands that upload
+    # nothing skip its cost
+    import paramiko
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 log = get_logger(__name__)
 
@@ -219,7 +224,7 @@ def normalise_fingerprint(text: str) -> str:
     return "SHA256:" + value.rstrip("=")
 
 
-def load_private_key(secrets: SftpSecrets, env_prefix: str) -> Any:
+def load_private_key(secrets: SftpSecrets, env_prefix: str) -> paramiko.PKey:
     """A paramiko key from OpenSSH or PEM text; its type (ed25519, ECDSA, RSA) is detected."""
     import paramiko
     from cryptography.exceptions import UnsupportedAlgorithm
@@ -233,7 +238,7 @@ def load_private_key(secrets: SftpSecrets, env_prefix: str) -> Any:
     passphrase = secrets.passphrase or None
     source = secrets.key_source
 
-    def parse(password: bytes | None) -> Any:
+    def parse(password: bytes | None) -> PrivateKeyTypes:
         try:
             return serialization.load_ssh_private_key(data, password=password)
         except ValueError as exc:
@@ -275,7 +280,7 @@ def load_private_key(secrets: SftpSecrets, env_prefix: str) -> Any:
                              fatal=True) from None
 
 
-def _paramiko_key_class(loaded: Any, source: str) -> Any:
+def _paramiko_key_class(loaded: PrivateKeyTypes, source: str) -> type[paramiko.PKey]:
     """paramiko's class for a key `cryptography` loaded: ed25519, ECDSA or RSA."""
     import paramiko
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -296,7 +301,7 @@ def host_key_entry(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def known_host_keys(path: Path | None, host: str, port: int) -> Mapping[str, Any]:
+def known_host_keys(path: Path | None, host: str, port: int) -> Mapping[str, paramiko.PKey]:
     """The keys known_hosts holds for this server, by key type (empty when none)."""
     import paramiko
 
@@ -311,7 +316,8 @@ def known_host_keys(path: Path | None, host: str, port: int) -> Mapping[str, Any
     return keys.lookup(host_key_entry(host, port)) or {}
 
 
-def check_host_key(key: Any, target: SftpTarget, known: Mapping[str, Any]) -> None:
+def check_host_key(key: paramiko.PKey, target: SftpTarget,
+                   known: Mapping[str, paramiko.PKey]) -> None:
     """Accept the server's key or raise a fatal TransportError saying why not."""
     where = f"{target.host}:{target.port}"
     presented = f"{key.get_name()} {key.fingerprint}"
@@ -339,7 +345,7 @@ def check_host_key(key: Any, target: SftpTarget, known: Mapping[str, Any]) -> No
         f"intercepting the connection).", fatal=True)
 
 
-def _host_key_algorithms(known: Mapping[str, Any]) -> list[str]:
+def _host_key_algorithms(known: Mapping[str, paramiko.PKey]) -> list[str]:
     # Ask the server for a key of a type we hold, as OpenSSH does; otherwise a server
     # with several host keys may offer one we have never seen and look "changed".
     algorithms: list[str] = []
@@ -359,9 +365,9 @@ class SftpTransport:
     def __init__(self, target: SftpTarget, secrets: SftpSecrets) -> None:
         self.target = target
         self.secrets = secrets
-        self._pkey: Any = None
-        self._ssh: Any = None
-        self._sftp: Any = None
+        self._pkey: paramiko.PKey | None = None
+        self._ssh: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
         self._posix_rename = True
 
     def describe(self, name: str = "") -> str:
@@ -369,12 +375,12 @@ class SftpTransport:
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _session(self) -> Any:
+    def _session(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            self._connect()
+            return self._connect()
         return self._sftp
 
-    def _connect(self) -> None:
+    def _connect(self) -> paramiko.SFTPClient:
         import paramiko
 
         target = self.target
@@ -427,8 +433,9 @@ class SftpTransport:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.reset()
             raise TransportError(f"the SSH connection to {where} failed ({_short(exc)})") from None
+        return sftp
 
-    def _authenticate(self, ssh: Any) -> None:
+    def _authenticate(self, ssh: paramiko.Transport) -> None:
         user = self.target.user
         if self._pkey is not None:
             ssh.auth_publickey(user, self._pkey)
@@ -495,7 +502,7 @@ class SftpTransport:
                 f"({_short(exc)})") from None
         return self.describe(name)
 
-    def _rename(self, sftp: Any, temporary: str, final: str) -> None:
+    def _rename(self, sftp: paramiko.SFTPClient, temporary: str, final: str) -> None:
         if self._posix_rename:
             try:
                 sftp.posix_rename(temporary, final)
@@ -547,10 +554,11 @@ class SftpTransport:
         return TransportError(f"the upload to {where} failed ({_short(exc)})")
 
 
-def _stat_size(sftp: Any, path: str) -> int | None:
+def _stat_size(sftp: paramiko.SFTPClient, path: str) -> int | None:
     """The size of `path` on the server, or None when there is no such file."""
     try:
-        return int(sftp.stat(path).st_size)
+        # paramiko types st_size `int | None`; a stat answer without it raises TypeError.
+        return int(cast(int, sftp.stat(path).st_size))
     except FileNotFoundError:
         return None
     except OSError as exc:

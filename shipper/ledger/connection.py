@@ -18,7 +18,9 @@ __all__ = ["STORAGE_ERRORS", "LedgerConnection", "LedgerError", "connect", "fetc
            "first_line", "rollback", "set_memory_limit", "storage_problem", "transaction",
            "utcnow"]
 
-Row = dict[str, Any]  # a row read back, by column name (ship status, tests)
+# A row read back, by column name (ship status, tests); each value is of its column's SQL
+# type, which DuckDB's rows do not carry (its own stubs type them Any).
+Row = dict[str, Any]
 Params = Mapping[str, object] | Sequence[object]
 
 
