@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks | None = None) -> in
     # identifiers: readable by the owner only.
     previous_umask = os.umask(0o077)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, None, catalog=destinations.catalog())
         return int(args.command(args, config, hooks or Hooks()))
     except (ConfigError, MartError, LedgerError) as exc:
         print(scrub(f"ship: {exc}"), file=sys.stderr)

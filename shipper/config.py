@@ -12,6 +12,10 @@ key in the file is a configuration error.
 
 Every problem is raised as `ConfigError` with one sentence saying what to fix;
 the CLI prints it and exits 2.
+
+Which destinations exist is not this module's knowledge: the caller hands
+`load_config` a `Catalog` (`shipper.destinations.catalog()`), so the
+configuration never imports the destinations.
 """
 
 from __future__ import annotations
@@ -21,12 +25,11 @@ import math
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from shipper import destinations
 from shipper.settings import (
     ConfigError,
     DestinationSettings,
@@ -39,8 +42,8 @@ from shipper.settings import (
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["Config", "ConfigError", "DestinationSettings", "ShipSettings", "check_secret",
-           "describe", "load_config", "require", "setting"]
+__all__ = ["Catalog", "Config", "ConfigError", "DestinationSettings", "DestinationSpec",
+           "ShipSettings", "check_secret", "describe", "load_config", "require", "setting"]
 
 DEFAULT_CONFIG_FILE = "shipper.toml"
 
@@ -54,6 +57,28 @@ SettingsT = TypeVar("SettingsT", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
+class DestinationSpec:
+    """What the configuration needs of a destination that has a module."""
+
+    settings_class: type[DestinationSettings]
+    # The environment variables holding its credentials: refused as file keys.
+    credential_env: tuple[str, ...]
+    max_batch_size: int
+    # Its credentials from the environment, or None when they are not all set.
+    credentials_from_env: Callable[[DestinationSettings, Mapping[str, str]],
+                                   dict[str, str] | None]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The destinations a configuration may name: every known name, in a stable order,
+    and the spec of each that has a module (the others are kept unparsed)."""
+
+    known: tuple[str, ...]
+    specs: Mapping[str, DestinationSpec]
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the shipper was configured with, secrets excluded."""
 
@@ -64,6 +89,7 @@ class Config:
     # Known but not implemented destinations: kept raw until a module parses them.
     unparsed: Mapping[str, Mapping[str, object]]
     env: Mapping[str, str]
+    catalog: Catalog
 
     def settings_for(self, name: str) -> DestinationSettings:
         return self.destinations[name]
@@ -75,10 +101,10 @@ class Config:
     def credentials_for(self, name: str) -> dict[str, str] | None:
         """Destination `name`'s credentials from the environment, or None when they are
         not all there (the destination's own `credentials_from_env` decides)."""
-        cls = destinations.get(name)
-        if cls is None:
+        spec = self.catalog.specs.get(name)
+        if spec is None:
             return None
-        return cls.credentials_from_env(self.settings_for(name), self.env)
+        return spec.credentials_from_env(self.settings_for(name), self.env)
 
 
 def describe(settings_class: type) -> list[tuple[str, str, object, str]]:
@@ -90,9 +116,10 @@ def describe(settings_class: type) -> list[tuple[str, str, object, str]]:
     return rows
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-                ) -> Config:
-    """Read the config file and the environment into typed settings, or raise ConfigError."""
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None, *,
+                catalog: Catalog) -> Config:
+    """Read the config file and the environment (None: this process's) into typed
+    settings for the destinations of `catalog`, or raise ConfigError."""
     env = dict(os.environ if env is None else env)
     config_path = _config_path(path, env)
     raw = _read_toml(config_path) if config_path else {}
@@ -107,8 +134,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         )
     ship = _ship_settings(_table(raw.get("ship", {}), "[ship]", where), base_dir, env, where)
     parsed, unparsed = _destination_settings(
-        _table(raw.get("destinations", {}), "[destinations]", where), env, where)
-    return Config(path=config_path, ship=ship, destinations=parsed, unparsed=unparsed, env=env)
+        _table(raw.get("destinations", {}), "[destinations]", where), env, where, catalog)
+    return Config(path=config_path, ship=ship, destinations=parsed, unparsed=unparsed, env=env,
+                  catalog=catalog)
 
 
 def _ship_settings(table: Mapping[str, object], base_dir: Path, env: Mapping[str, str],
@@ -134,11 +162,11 @@ def _ship_settings(table: Mapping[str, object], base_dir: Path, env: Mapping[str
 
 
 def _destination_settings(tables: Mapping[str, object], env: Mapping[str, str], where: str,
-                          ) -> tuple[dict[str, DestinationSettings],
-                                     dict[str, Mapping[str, object]]]:
+                          catalog: Catalog) -> tuple[dict[str, DestinationSettings],
+                                                     dict[str, Mapping[str, object]]]:
     """Each implemented destination's settings, parsed by its module's settings class,
     and the tables of the known destinations without a module, kept raw."""
-    known = destinations.known_names()
+    known = catalog.known
     for name in tables:
         if name not in known:
             raise ConfigError(
@@ -149,19 +177,19 @@ def _destination_settings(tables: Mapping[str, object], env: Mapping[str, str], 
     unparsed: dict[str, Mapping[str, object]] = {}
     for name in known:
         table = _table(tables.get(name, {}), f"[destinations.{name}]", where)
-        module = destinations.get(name)
-        if module is None:
+        spec = catalog.specs.get(name)
+        if spec is None:
             unparsed[name] = table
             continue
-        _refuse_secrets(name, table, where, module.credential_env)
+        _refuse_secrets(name, table, where, spec.credential_env)
         settings: DestinationSettings = _parse(
-            module.settings_class, table, section=f"destinations.{name}",
+            spec.settings_class, table, section=f"destinations.{name}",
             env_prefix=name.upper(), env=env, where=where)
         given = "batch_size" in table or f"{name.upper()}_BATCH_SIZE" in env
-        if not given and settings.batch_size > module.max_batch_size:
+        if not given and settings.batch_size > spec.max_batch_size:
             # An unset batch size means "as large as the platform allows".
-            settings = dataclasses.replace(settings, batch_size=module.max_batch_size)
-        _check_limits(name, settings, module.max_batch_size, where)
+            settings = dataclasses.replace(settings, batch_size=spec.max_batch_size)
+        _check_limits(name, settings, spec.max_batch_size, where)
         parsed[name] = settings
     return parsed, unparsed
 

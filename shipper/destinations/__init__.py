@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from shipper.config import Catalog, DestinationSpec
 from shipper.destinations.base import _REGISTRY, Destination, register, unregister
 
-__all__ = ["KNOWN_DESTINATIONS", "Destination", "get", "implemented", "known_names",
+__all__ = ["KNOWN_DESTINATIONS", "Destination", "catalog", "get", "implemented", "known_names",
            "register", "unavailable", "unregister"]
 
 KNOWN_DESTINATIONS = (
@@ -72,6 +73,15 @@ def get(name: str) -> type[Destination] | None:
     """The module class for `name`, or None when no module implements it yet."""
     _load_modules()
     return _REGISTRY.get(name)
+
+
+def catalog() -> Catalog:
+    """What the configuration needs to know of the destinations (`load_config`)."""
+    return Catalog(known_names(), {
+        name: DestinationSpec(cls.settings_class, cls.credential_env, cls.max_batch_size,
+                              cls.credentials_from_env)
+        for name, cls in implemented().items()
+    })
 
 
 def implemented() -> dict[str, type[Destination]]:

@@ -10,6 +10,7 @@ import io
 
 import pytest
 
+from shipper import destinations
 from shipper.config import ConfigError, load_config
 from shipper.files.csvfile import (
     CellError,
@@ -88,14 +89,14 @@ def test_a_headers_setting_is_no_longer_understood(tmp_path):
     path = tmp_path / "ship.toml"
     path.write_text('[destinations.pinterest_file]\nheaders = ["order_id=Order ID"]\n')
     with pytest.raises(ConfigError, match="headers"):
-        load_config(path, env={})
+        load_config(path, env={}, catalog=destinations.catalog())
 
 
 def test_a_password_in_the_config_file_is_refused(tmp_path):
     path = tmp_path / "ship.toml"
     path.write_text('[destinations.criteo]\nsftp_password = "hunter2"\n')
     with pytest.raises(ConfigError, match="CRITEO_SFTP_PASSWORD"):
-        load_config(path, env={})
+        load_config(path, env={}, catalog=destinations.catalog())
 
 
 def test_parts_respect_the_row_limit_and_keep_groups_whole(tmp_path):

@@ -26,7 +26,7 @@ def _one_sentence(text: str) -> str:
 
 
 def test_the_checked_in_file_loads_with_documented_defaults():
-    config = load_config(REPO_CONFIG, env={})
+    config = load_config(REPO_CONFIG, env={}, catalog=destinations.catalog())
     meta = config.settings_for("meta")
     assert isinstance(meta, MetaSettings)
     assert (meta.mart, meta.batch_size, meta.api_version) == ("meta_conversions", 1000, "v26.0")
@@ -57,7 +57,7 @@ def test_environment_overrides_win_over_the_file(tmp_path):
         "META_BASE_URL": "http://127.0.0.1:9", "META_REQUESTS_PER_SECOND": "2.5",
         "TIKTOK_RETRYABLE_CODES": "40100, 7", "SHIP_LEDGER_PATH": "elsewhere.duckdb",
         "SHIP_OUTBOX_DIR": "out",
-    })
+    }, catalog=destinations.catalog())
     meta = config.settings_for("meta")
     assert (meta.batch_size, meta.dataset_id, meta.enabled) == (250, "from-env", False)
     assert meta.base_url == "http://127.0.0.1:9"
@@ -107,7 +107,7 @@ def test_bad_config_raises_one_sentence(tmp_path, toml, env, expected):
     path = tmp_path / "ship.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError) as raised:
-        load_config(path, env=env)
+        load_config(path, env=env, catalog=destinations.catalog())
     message = str(raised.value)
     assert expected in message
     assert "\n" not in message and message.endswith(".")

@@ -22,6 +22,7 @@ import duckdb
 import pytest
 from uid2_client import IdentityMapV3Client, IdentityMapV3Input
 
+from shipper import destinations
 from shipper.config import ConfigError, load_config
 from shipper.destinations.base import RowOutcome, Rows
 from shipper.destinations.the_trade_desk import TheTradeDesk, _splice
@@ -501,7 +502,8 @@ def test_a_payload_that_is_not_an_object_cannot_take_its_uid2_and_is_rejected(tt
 def test_uid2_batch_size_above_the_service_limit_is_a_config_error(tmp_path):
     (tmp_path / "ship.toml").write_text("")
     with pytest.raises(ConfigError) as raised:
-        load_config(tmp_path / "ship.toml", env={"THE_TRADE_DESK_UID2_BATCH_SIZE": "5001"})
+        load_config(tmp_path / "ship.toml", env={"THE_TRADE_DESK_UID2_BATCH_SIZE": "5001"},
+                    catalog=destinations.catalog())
     assert "uid2_batch_size for the_trade_desk must be between 1 and 5000" in str(raised.value)
 
 
@@ -632,7 +634,8 @@ def _rows(*items: dict[str, Any]) -> Rows:
 def _destination(tmp_path: Path) -> TheTradeDesk:
     (tmp_path / "ship.toml").write_text("")
     config = load_config(tmp_path / "ship.toml",
-                         env={"TTD_TRACKING_TAG_ID": "tt", "TTD_DATA_PROVIDER_ID": "dp"})
+                         env={"TTD_TRACKING_TAG_ID": "tt", "TTD_DATA_PROVIDER_ID": "dp"},
+                         catalog=destinations.catalog())
     return TheTradeDesk(config.settings_for("the_trade_desk"), {"TTD_AUTH_TOKEN": "x"})
 
 
