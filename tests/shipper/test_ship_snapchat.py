@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes.server import Reply, Reset, Stall
 from tests.fakes.snapchat import FakeSnapchat
+from tests.files.conftest import SNAPCHAT_CONVERSIONS_CSV
 from tests.shipper.marts import payload_of, sha, write_mart
 
 DAY = 86_400
@@ -35,19 +36,6 @@ SNAPCHAT_CONVERSIONS = {
     "hashed_last_name": "varchar",
     "content_ids": "varchar",
     "payload": "varchar",
-}
-# snapchat_conversions_csv (the file path's mart), as its dbt contract types it.
-SNAPCHAT_CONVERSIONS_CSV = {
-    "delivery_key": "varchar",
-    "hashed_email": "varchar",
-    "hashed_phone_number": "varchar",
-    "event_type": "varchar",
-    "timestamp": "varchar",
-    "price": "decimal(18, 2)",
-    "currency": "varchar",
-    "transaction_id": "varchar",
-    "item_ids": "varchar",
-    "number_items": "integer",
 }
 
 

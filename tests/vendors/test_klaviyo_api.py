@@ -55,6 +55,7 @@ from tests.fakes.klaviyo import FakeKlaviyo
 from tests.fakes.server import FakeRequest
 from tests.sql.conftest import FIXTURE_RAW, PROJECT_DIR
 from tests.vendors.builds import build_fixture_and_demo
+from tests.vendors.compare import differences
 
 MODELS = ("+klaviyo_profiles",)
 CREDENTIALS = {"KLAVIYO_API_KEY": "pk_test"}
@@ -111,26 +112,6 @@ def without_sdk_nulls(value: Any, inside_properties: bool = False) -> Any:
     return value
 
 
-def differences(vendor: Any, ours: Any, path: str) -> list[str]:
-    """Every member where the SDK's reading and our body differ, in value or JSON type."""
-    if isinstance(vendor, dict) and isinstance(ours, dict):
-        found = []
-        for key in [*ours, *(key for key in vendor if key not in ours)]:
-            if key not in vendor:
-                found.append(f"{path}.{key}: we send {ours[key]!r}, the SDK does not know it")
-            elif key not in ours:
-                found.append(f"{path}.{key}: the SDK writes {vendor[key]!r}, we send nothing")
-            else:
-                found += differences(vendor[key], ours[key], f"{path}.{key}")
-        return found
-    if isinstance(vendor, list) and isinstance(ours, list) and len(vendor) == len(ours):
-        return [problem for index, (theirs, mine) in enumerate(zip(vendor, ours, strict=True))
-                for problem in differences(theirs, mine, f"{path}[{index}]")]
-    if type(vendor) is not type(ours) or vendor != ours:
-        return [f"{path}: the SDK reads {vendor!r}, we send {ours!r}"]
-    return []
-
-
 def job_problems(shipper: Klaviyo, payloads: list[bytes]) -> list[str]:
     ours = json.loads(shipper.build_request(payloads).body)
     try:
@@ -138,7 +119,7 @@ def job_problems(shipper: Klaviyo, payloads: list[bytes]) -> list[str]:
     except pydantic.ValidationError as exc:
         return [f"klaviyo-api refuses the job: {exc}"]
     vendor = without_sdk_nulls(ApiClient().sanitize_for_serialization(model))
-    return differences(vendor, ours, "body")
+    return differences(vendor, ours, "body", "the SDK")
 
 
 @pytest.mark.parametrize("shipper", list(SHIPPERS))

@@ -79,6 +79,7 @@ from facebook_business.apiconfig import ads_api_config
 from shipper.destinations.meta import Meta, MetaSettings
 from tests.fakes.meta import SERVED_VERSIONS, FakeMeta
 from tests.sql.conftest import AS_OF, FIXTURE_RAW, PROJECT_DIR, DbtProject
+from tests.vendors.compare import differences
 
 DEMO_RAW = PROJECT_DIR / "data" / "demo"
 DEMO_AS_OF = (DEMO_RAW / "as_of.txt").read_text(encoding="utf-8").strip()
@@ -186,26 +187,6 @@ def sdk_event(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any
     return event.normalize()
 
 
-def differences(vendor: Any, ours: Any, path: str) -> list[str]:
-    """Every member where Meta's SDK and our payload differ, in value or JSON type."""
-    if isinstance(vendor, dict) and isinstance(ours, dict):
-        found = []
-        for key in [*vendor, *(key for key in ours if key not in vendor)]:
-            if key not in ours:
-                found.append(f"{path}.{key}: Meta's SDK sends {vendor[key]!r}, our payload has no {key}")
-            elif key not in vendor:
-                found.append(f"{path}.{key}: our payload has {ours[key]!r}, Meta's SDK sends no {key}")
-            else:
-                found += differences(vendor[key], ours[key], f"{path}.{key}")
-        return found
-    if isinstance(vendor, list) and isinstance(ours, list) and len(vendor) == len(ours):
-        return [problem for index, (mine, theirs) in enumerate(zip(vendor, ours, strict=True))
-                for problem in differences(mine, theirs, f"{path}[{index}]")]
-    if type(vendor) is not type(ours) or vendor != ours:
-        return [f"{path}: Meta's SDK sends {vendor!r}, our payload has {ours!r}"]
-    return []
-
-
 @pytest.mark.parametrize("build_name", ["fixture", "demo"])
 def test_every_payload_is_the_event_metas_sdk_builds(builds, build_name):
     build = builds[build_name]
@@ -234,7 +215,8 @@ def test_every_payload_is_the_event_metas_sdk_builds(builds, build_name):
         currency = vendor.get("custom_data", {}).get("currency")
         if currency is not None and currency == str(ours["custom_data"].get("currency")).lower():
             vendor["custom_data"]["currency"] = ours["custom_data"]["currency"]
-        problems += [f"{where}: {problem}" for problem in differences(vendor, ours, "event")]
+        problems += [f"{where}: {problem}"
+                     for problem in differences(vendor, ours, "event", "Meta's SDK")]
     assert problems == [], f"{len(problems)} differences in {len(rows)} events:\n" + "\n".join(
         problems[:20])
 
